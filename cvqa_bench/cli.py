@@ -1,0 +1,184 @@
+"""The ``cvqa`` command line: thin Typer commands over the library (no torch import at start-up)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+
+from cvqa_bench.config import ConfigError, load_run_config, resolve_sequence_path, sequence_names
+from cvqa_bench.registry import UnknownNameError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Benchmark harness for continual visual instruction tuning (CoIN, LLaCA and baselines).")
+console = Console()
+err_console = Console(stderr=True)
+
+USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, UnknownNameError, FileNotFoundError)
+
+
+def _fail(message: str) -> None:
+    err_console.print(f"error: {message}", style="red", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code=2)
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    from cvqa_bench.data.coin import DataError
+
+    return (*USER_ERRORS, DataError)
+
+
+def _parse_sets(pairs: list[str]) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            _fail(f"--set expects KEY=VALUE (e.g. train.max_steps=50), got {pair!r}")
+        overrides[key.strip()] = yaml.safe_load(value)
+    return overrides
+
+
+@app.command()
+def run(
+    sequence: Annotated[str, typer.Option(help="sequence name in tasks/ or path to a sequence YAML")] = "synthetic",
+    method: Annotated[str | None, typer.Option(help="method name (see `cvqa list methods`)")] = None,
+    config: Annotated[Path | None, typer.Option(help="run config YAML (model, train, eval, method options)")] = None,
+    seed: Annotated[int | None, typer.Option(help="run seed")] = None,
+    seeds: Annotated[str | None, typer.Option(help="comma-separated seeds: one sibling run folder per seed")] = None,
+    out: Annotated[Path | None, typer.Option(help="run folder (default results/<sequence>-<method>-seed<N>)")] = None,
+    data_root: Annotated[str | None, typer.Option(help="root folder of the sequence's data")] = None,
+    model: Annotated[str | None, typer.Option(help="local llava-hf checkpoint directory (overrides the config)")] = None,
+    set_: Annotated[list[str], typer.Option("--set", help="override a config field, e.g. train.max_steps=50")] = [],
+    resume: Annotated[bool, typer.Option(help="continue the run in --out: skip finished stages and cells")] = False,
+) -> None:
+    """Train on every task of a sequence in order, evaluating every task after every stage."""
+    overrides = _parse_sets(set_)
+    overrides.update({k: v for k, v in {"sequence": sequence, "method.name": method, "seed": seed,
+                                        "data_root": data_root}.items() if v is not None})
+    if model is not None:
+        overrides.update({"model.path": model, "model.tiny": None})
+    seed_list = [int(s) for s in seeds.split(",")] if seeds else [None]
+    try:
+        from cvqa_bench import runner
+
+        for run_seed in seed_list:
+            if run_seed is not None:
+                overrides["seed"] = run_seed
+            cfg = load_run_config(config, overrides)
+            folder = out or Path("results") / f"{Path(cfg.sequence).stem}-{cfg.method.name}-seed{cfg.seed}"
+            if run_seed is not None and out is not None:
+                folder = out.with_name(f"{out.name}-seed{run_seed}")
+            prepared = runner.prepare(cfg)
+            runner.execute(prepared, folder, resume=resume, console=err_console)
+            print_run(folder, console)
+            console.print(f"run folder: {folder}")
+    except _user_errors() as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def score(
+    run_dir: Annotated[Path, typer.Argument(help="a run folder")],
+    scorer: Annotated[str | None, typer.Option(help="re-score every task with this scorer")] = None,
+) -> None:
+    """Re-score a run's stored predictions (never retrains) and rewrite its matrix and metrics."""
+    try:
+        from cvqa_bench.runner import summarize
+        from cvqa_bench.scorers import scorers
+
+        if scorer is not None:
+            scorers.check(scorer)
+        summarize(run_dir, scorer_override=scorer)
+        print_run(run_dir, console)
+    except (*_user_errors(), ValueError) as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def report(
+    run_dirs: Annotated[list[Path], typer.Argument(help="one or more run folders")],
+    format: Annotated[list[str], typer.Option("--format", help="md, csv, json, latex (repeatable)")] = ["md"],
+    out: Annotated[Path | None, typer.Option(help="output folder (default: the run folder, or results/report)")] = None,
+    published: Annotated[bool, typer.Option(help="add the paper's published figures, labelled as such")] = False,
+) -> None:
+    """Tables and plots for one run, or several runs side by side (seeds grouped as mean ± std)."""
+    try:
+        from cvqa_bench.report import build_report, print_report
+
+        bad = sorted(set(format) - {"md", "csv", "json", "latex"})
+        if bad:
+            raise ConfigError(f"--format: unknown {bad}; choose from md, csv, json, latex")
+        target = out or (run_dirs[0] if len(run_dirs) == 1 else Path("results") / "report")
+        result = build_report(run_dirs, target, formats=format, published=published)
+        print_report(result, console)
+    except (*_user_errors(), ValueError) as exc:
+        _fail(str(exc))
+
+
+@app.command("list")
+def list_(what: Annotated[str, typer.Argument(help="methods, sequences or scorers")]) -> None:
+    """List the registered methods, shipped sequences or scorers."""
+    if what == "methods":
+        from cvqa_bench.methods import methods
+
+        rows = methods.descriptions()
+    elif what == "scorers":
+        from cvqa_bench.scorers import scorers
+
+        rows = scorers.descriptions()
+    elif what == "sequences":
+        rows = {name: _sequence_description(name) for name in sequence_names()}
+    else:
+        _fail(f"cannot list {what!r}; choose methods, sequences or scorers")
+    for name, description in rows.items():
+        console.print(f"{name:<12} {description}", markup=False, highlight=False, soft_wrap=True)
+
+
+def print_run(run_dir: Path, out: Console) -> None:
+    """Print one run's matrix and metrics (and refresh its report.md / heatmap.png)."""
+    from cvqa_bench.report import build_report, print_report
+
+    print_report(build_report([run_dir], run_dir, formats=("md",)), out)
+
+
+def _sequence_description(name: str) -> str:
+    try:
+        data = yaml.safe_load(resolve_sequence_path(name).read_text()) or {}
+    except (OSError, yaml.YAMLError, ConfigError):
+        return "(unreadable)"
+    tasks = [t.get("name", "?") for t in data.get("tasks", []) if isinstance(t, dict)]
+    return f"{data.get('description', '')} [{' → '.join(tasks)}]".strip()
+
+
+@app.command()
+def validate(
+    sequence: Annotated[str, typer.Argument(help="sequence name or path")],
+    data_root: Annotated[str | None, typer.Option(help="root folder of the sequence's data")] = None,
+) -> None:
+    """Check a sequence: its YAML, every data file, every row and every image. Exit 2 on any problem."""
+    try:
+        from cvqa_bench.validation import validate_sequence
+
+        problems, summary = validate_sequence(sequence, data_root)
+    except _user_errors() as exc:
+        _fail(str(exc))
+    for line in summary:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    if problems:
+        for line in problems:
+            err_console.print(f"error: {line}", style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(code=2)
+    console.print("[green]ok[/green]")
+
+
+def main() -> None:
+    """Entry point for ``python -m cvqa_bench.cli``."""
+    app(prog_name="cvqa")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

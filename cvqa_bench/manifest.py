@@ -1,0 +1,78 @@
+"""The run manifest: everything needed to say where a number came from."""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from cvqa_bench.config import PROJECT_ROOT
+
+PACKAGES = ["cvqa-bench", "torch", "transformers", "peft", "accelerate", "tokenizers", "safetensors",
+            "numpy", "scikit-learn", "pydantic", "pillow"]
+
+
+def now() -> str:
+    """UTC time in ISO 8601."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def git_commit(root: Path = PROJECT_ROOT) -> str | None:
+    """The checked-out commit (``+dirty`` when tracked files changed), or None outside git."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of the packages that change numbers."""
+    versions: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def device_info() -> dict[str, Any]:
+    """Platform, CPU count and accelerator of this process."""
+    import os
+
+    import torch
+
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def build_manifest(config: dict[str, Any], data: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
+    """A fresh manifest: seeds, git commit, versions, device, data hashes, model source, start time."""
+    return {
+        "seed": config["seed"],
+        "config": config,
+        "git_commit": git_commit(),
+        "packages": package_versions(),
+        "device": device_info(),
+        "data": data,
+        "model": model,
+        "command": sys.argv,
+        "started": now(),
+        "finished": None,
+    }

@@ -1,0 +1,149 @@
+"""The method interface: a fixed, typed set of no-op hooks the training loop calls at one place each.
+
+Hook order in a run (``runner.py`` / ``train.py``)::
+
+    method.setup(tasks)                               once, before stage 1
+    for each task:
+        rows = method.train_rows(task, rows)          replay mixing
+        method.before_task(ctx)                       e.g. pick a parameter group, load its weights
+        for each optimizer step:
+            optimizer.step()
+            method.after_optimizer_step(step_ctx)     gradients are still there; zero_grad comes after
+        method.after_task(ctx)                        e.g. write the EMA weights into the model
+        for each evaluated task:
+            state = method.eval_state(task)           weights to evaluate this task with (None = current)
+
+A method keeps its own state (EMA copies, previous gradients, buffers) and saves it through
+``state_dict`` (tensors, for safetensors) and ``extra_state`` (JSON-able); ``records`` is what it
+wants written to the run directory (decisions, alpha statistics).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict
+
+
+class NoOptions(BaseModel):
+    """A method without options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """What a method may know about a task: its position, name, instructions and training row ids."""
+
+    index: int  # 0-based position in the sequence
+    name: str
+    instructions: tuple[str, ...]  # distinct instruction strings of its training prompts
+    train_ids: tuple[str, ...] = ()
+
+
+class Trainables:
+    """The trainable tensors of a model, by name, in ``named_parameters`` order."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        if not named:
+            raise ValueError("the model has no trainable parameters")
+        self.names: list[str] = [n for n, _ in named]
+        self.params: list[torch.nn.Parameter] = [p for _, p in named]
+
+    def items(self) -> list[tuple[str, torch.nn.Parameter]]:
+        """(name, parameter) pairs."""
+        return list(zip(self.names, self.params))
+
+    def grads(self) -> list[torch.Tensor]:
+        """The current gradients (zeros for a tensor that received none)."""
+        return [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+
+    def snapshot(self) -> dict[str, torch.Tensor]:
+        """A detached copy of every trainable tensor."""
+        return {n: p.detach().clone() for n, p in zip(self.names, self.params)}
+
+    @torch.no_grad()
+    def load(self, state: dict[str, torch.Tensor]) -> None:
+        """Copy ``state`` into the trainable tensors; every name must be present."""
+        missing = [n for n in self.names if n not in state]
+        if missing:
+            raise KeyError(f"state lacks {len(missing)} trainable tensors, e.g. {missing[0]!r}")
+        for name, param in zip(self.names, self.params):
+            param.copy_(state[name])
+
+    def numel(self) -> int:
+        """Number of trainable scalars."""
+        return sum(p.numel() for p in self.params)
+
+
+@dataclass
+class TaskContext:
+    """Passed to ``before_task`` / ``after_task``."""
+
+    stage: int  # 1-based stage number (0 is the zero-shot evaluation)
+    task: TaskInfo
+    tasks: list[TaskInfo]
+    trainables: Trainables
+
+
+@dataclass
+class StepContext:
+    """Passed to ``after_optimizer_step``: right after ``optimizer.step()``, before ``zero_grad``."""
+
+    step: int  # 1-based optimizer step within the task
+    task: TaskInfo
+    trainables: Trainables
+    records: dict[str, Any] = field(default_factory=dict)
+
+
+class Method:
+    """Base class with no-op hooks; subclasses override what they need."""
+
+    name: ClassVar[str] = "method"
+    Options: ClassVar[type[BaseModel]] = NoOptions
+
+    def __init__(self, options: BaseModel | None = None, seed: int = 0) -> None:
+        self.options = options if options is not None else self.Options()
+        self.seed = seed
+
+    def setup(self, tasks: list[TaskInfo]) -> None:
+        """Called once before the first stage with every task of the sequence."""
+
+    def train_rows(self, task: TaskInfo, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The training rows of a stage (replay mixes earlier rows in here).
+
+        Rows are CoIN train rows with the image resolved: ``{"id", "image": abs path | None,
+        "conversations": [{"from", "value"}, ...]}``.
+        """
+        return rows
+
+    def before_task(self, ctx: TaskContext) -> None:
+        """Called before the first optimizer step of a task."""
+
+    def after_optimizer_step(self, ctx: StepContext) -> None:
+        """Called after every (non-skipped) optimizer step, before gradients are zeroed."""
+
+    def after_task(self, ctx: TaskContext) -> None:
+        """Called after the last optimizer step of a task, before the stage is saved."""
+
+    def eval_state(self, task: TaskInfo) -> dict[str, torch.Tensor] | None:
+        """Trainable tensors to evaluate ``task`` with; None = the model as it is."""
+        return None
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Tensor state to save with a stage (safetensors; names must be unique strings)."""
+        return {}
+
+    def extra_state(self) -> dict[str, Any]:
+        """JSON-able state to save with a stage (codebooks, buffers, counters)."""
+        return {}
+
+    def load_state(self, tensors: dict[str, torch.Tensor], extra: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` and ``extra_state`` returned."""
+
+    def records(self) -> dict[str, Any]:
+        """JSON-able decisions and statistics to write to the run directory."""
+        return {}

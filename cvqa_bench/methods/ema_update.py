@@ -1,0 +1,139 @@
+"""The EMA tensor math of ``ema`` and ``llaca``: the dynamic alpha, its fused and loop updates.
+
+Dynamic EMA (reference/llaca.md section 1), for every trainable tensor after every optimizer step::
+
+    a = ||p - ema||_1     b = ||g||_1     c = ||g - g_prev||_1
+    alpha = 2 (1 + b) / (a c),  and alpha := 0.01 unless 0 < alpha < 1
+    ema <- (1 - alpha) ema + alpha p;   g_prev <- g
+
+Two implementations of one step: ``dynamic_ema_step_fused`` (``torch._foreach_*`` ops and one
+stacked set of norms, so no host sync per tensor) and ``dynamic_ema_step_loop`` (the plain per-tensor
+reference that calls ``dynamic_alpha``). Norms and alphas are computed in float32 whatever the
+parameter dtype, in both paths, so they agree.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+ALPHA_NUMERATOR_SCALE = 2.0  # the factor 2 in alpha = 2 (1 + b) / (a c), as in the official code
+FALLBACK_ALPHA = 0.01  # the fixed alpha (EMA decay 0.99) used whenever the dynamic one is unusable
+NORM_DTYPE = torch.float32
+
+
+def _l1(tensor: torch.Tensor) -> torch.Tensor:
+    return torch.linalg.vector_norm(tensor, ord=1, dtype=NORM_DTYPE)
+
+
+def _raw_alpha(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    # a * c == 0 gives inf (or nan), which the range check below rejects: no exception path needed
+    return ALPHA_NUMERATOR_SCALE * (1 + b) / (a * c)
+
+
+def _checked_alpha(
+    param: torch.Tensor, ema: torch.Tensor, grad: torch.Tensor, prev_grad: torch.Tensor | None
+) -> float | None:
+    """The dynamic alpha of one tensor as a Python float, or None where the fallback applies."""
+    if prev_grad is None:
+        return None
+    alpha = _raw_alpha(_l1(param - ema), _l1(grad), _l1(grad - prev_grad)).item()
+    return alpha if math.isfinite(alpha) and 0.0 < alpha < 1.0 else None
+
+
+@torch.no_grad()
+def dynamic_alpha(
+    param: torch.Tensor,
+    ema: torch.Tensor,
+    grad: torch.Tensor,
+    prev_grad: torch.Tensor | None,
+    fallback: float = FALLBACK_ALPHA,
+) -> float:
+    """The official LLaCA alpha of one tensor, with the fixed fallback.
+
+    Args:
+        param: the live weights p (after ``optimizer.step()``).
+        ema: the EMA weights theta*.
+        grad: the gradient g of this step.
+        prev_grad: the gradient of the previous step; None on the first step of a task.
+        fallback: the alpha used when the dynamic one is unusable (0.01).
+
+    Returns:
+        ``2 (1 + ||g||_1) / (||p - ema||_1 * ||g - prev_grad||_1)`` if that is finite and in the open
+        interval (0, 1); otherwise ``fallback`` (first step, zero drift, zero gradient change, nan/inf).
+    """
+    alpha = _checked_alpha(param, ema, grad, prev_grad)
+    return fallback if alpha is None else alpha
+
+
+@torch.no_grad()
+def dynamic_ema_step_loop(
+    params: list[torch.Tensor],
+    ema: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    prev_grads: list[torch.Tensor],
+    fallback: float = FALLBACK_ALPHA,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One dynamic-EMA step, tensor by tensor (the reference path); updates ``ema`` and ``prev_grads``.
+
+    Each alpha is ``dynamic_alpha``'s own computation, read back as a Python float as the official
+    code does (one host sync per tensor).
+
+    Returns:
+        (alphas, fell_back): the alpha applied to each tensor and whether it was the fallback,
+        as 1-D tensors on the parameters' device.
+    """
+    applied: list[float] = []
+    fell_back: list[bool] = []
+    for p, e, g, gp in zip(params, ema, grads, prev_grads, strict=True):
+        alpha = _checked_alpha(p, e, g, gp)
+        fell_back.append(alpha is None)
+        applied.append(fallback if alpha is None else alpha)
+        e.lerp_(p, applied[-1])
+        gp.copy_(g)
+    device = params[0].device
+    return (
+        torch.tensor(applied, dtype=NORM_DTYPE, device=device),
+        torch.tensor(fell_back, dtype=torch.bool, device=device),
+    )
+
+
+@torch.no_grad()
+def dynamic_ema_step_fused(
+    params: list[torch.Tensor],
+    ema: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    prev_grads: list[torch.Tensor],
+    fallback: float = FALLBACK_ALPHA,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One dynamic-EMA step with ``torch._foreach_*`` ops; same result and return as the loop path.
+
+    Every tensor must be on one device (the caller falls back to the loop otherwise). Never reads a
+    value back to the host, so it does not synchronise a GPU.
+    """
+    a = torch.stack(torch._foreach_norm(torch._foreach_sub(params, ema), 1, dtype=NORM_DTYPE))
+    b = torch.stack(torch._foreach_norm(grads, 1, dtype=NORM_DTYPE))
+    c = torch.stack(torch._foreach_norm(torch._foreach_sub(grads, prev_grads), 1, dtype=NORM_DTYPE))
+    raw = _raw_alpha(a, b, c)
+    in_range = (raw > 0) & (raw < 1)  # nan and inf compare False, so they fall back too
+    alphas = torch.where(in_range, raw, torch.full_like(raw, fallback))
+    weights = [w if e.dtype == NORM_DTYPE else w.to(e.dtype) for w, e in zip(alphas.unbind(), ema)]
+    torch._foreach_lerp_(ema, params, weights)
+    torch._foreach_copy_(prev_grads, grads)
+    return alphas, ~in_range
+
+
+def on_one_device(tensors: list[torch.Tensor]) -> bool:
+    """Whether every tensor lives on the same device (the fused path needs that)."""
+    return len({t.device for t in tensors}) <= 1
+
+
+@torch.no_grad()
+def fixed_ema_step(ema: list[torch.Tensor], params: list[torch.Tensor], alpha: float) -> None:
+    """``ema <- (1 - alpha) ema + alpha p`` for every tensor, in place."""
+    if on_one_device(params):
+        torch._foreach_lerp_(ema, [p.detach() for p in params], alpha)
+        return
+    for e, p in zip(ema, params, strict=True):
+        e.lerp_(p.detach(), alpha)

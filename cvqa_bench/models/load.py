@@ -1,0 +1,83 @@
+"""Load a LLaVA (HF ``LlavaForConditionalGeneration`` + processor) from a local directory and make it trainable.
+
+One code path for every scale: the tiny model is first materialised as a llava-hf directory
+(``cvqa_bench.models.tiny``), a real checkpoint is already one. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cvqa_bench.config import PROJECT_ROOT, ConfigError, ModelSpec
+
+PROJECTOR_MODULE = "multi_modal_projector"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to train, its processor, and where it came from."""
+
+    model: torch.nn.Module
+    processor: Any
+    source: str  # the local directory it was loaded from
+    device: torch.device
+
+
+def model_directory(spec: ModelSpec) -> Path:
+    """The llava-hf directory ``spec`` refers to (building the tiny model on first use)."""
+    if spec.tiny is not None:
+        from cvqa_bench.models.tiny import tiny_model_dir
+
+        tiny = Path(spec.tiny)
+        if not tiny.is_absolute() and not tiny.is_file():
+            tiny = PROJECT_ROOT / tiny  # repository-relative paths work from any working directory
+        return tiny_model_dir(tiny)
+    path = Path(spec.path).expanduser()
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"model.path: {path} is not a local llava-hf checkpoint directory (no config.json)")
+    return path
+
+
+def default_device() -> torch.device:
+    """CUDA when present, else CPU."""
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def load_model(spec: ModelSpec, device: torch.device | None = None) -> LoadedModel:
+    """Load model + processor offline from a local directory and mark the trainable tensors."""
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+    path = model_directory(spec)
+    device = device or default_device()
+    processor = AutoProcessor.from_pretrained(path, local_files_only=True)
+    processor.tokenizer.padding_side = "left"  # batched generation of a decoder-only model
+    model = LlavaForConditionalGeneration.from_pretrained(path, dtype=DTYPES[spec.dtype], local_files_only=True)
+    if spec.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model = make_trainable(model, spec)
+    return LoadedModel(model=model.to(device), processor=processor, source=str(path), device=device)
+
+
+def make_trainable(model: torch.nn.Module, spec: ModelSpec) -> torch.nn.Module:
+    """LoRA on the language model (+ trainable projector) through peft, or full training of the LM."""
+    if spec.lora is None:
+        for name, param in model.named_parameters():
+            param.requires_grad = "language_model" in name or "lm_head" in name or (
+                spec.train_projector and PROJECTOR_MODULE in name
+            )
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(
+        r=spec.lora.r,
+        lora_alpha=spec.lora.alpha,
+        lora_dropout=spec.lora.dropout,
+        target_modules=spec.lora.target_modules,  # a regex string: plain q_proj/v_proj also hit the CLIP tower
+        modules_to_save=[PROJECTOR_MODULE] if spec.train_projector else None,
+    )
+    return get_peft_model(model, lora)

@@ -1,0 +1,138 @@
+"""One training stage: HF ``Trainer`` on one task's rows, with the method's hooks as a ``TrainerCallback``.
+
+transformers 5.x calls ``on_optimizer_step`` right after ``optimizer.step()`` and before
+``model.zero_grad()``, once per accumulated step: exactly where an EMA of the weights that needs
+the current gradients must run. Two Trainer defaults are not acceptable for a benchmark and are
+overridden here: the NaN/inf loss filter (it hides divergence in the logs) and updating the EMA on an
+fp16 step the grad scaler skipped.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+from cvqa_bench.config import TrainSpec
+from cvqa_bench.methods.base import Method, StepContext, TaskInfo, Trainables
+from cvqa_bench.models.load import PROJECTOR_MODULE
+from cvqa_bench.models.prompting import TrainCollator
+
+
+class NonFiniteError(RuntimeError):
+    """A NaN/inf loss or gradient: the stage is stopped instead of training on garbage."""
+
+
+@dataclass
+class StageResult:
+    """What one stage's training produced (besides the weights in the model)."""
+
+    steps: int
+    final_loss: float
+    losses: list[float]
+
+
+class MethodCallback(TrainerCallback):
+    """Forwards the optimizer-step event to the method and guards against non-finite gradients."""
+
+    def __init__(self, method: Method, task: TaskInfo, trainables: Trainables) -> None:
+        self.method = method
+        self.task = task
+        self.trainables = trainables
+        self.trainer: Trainer | None = None
+        self.losses: list[float] = []
+
+    def on_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        assert self.trainer is not None
+        if self.trainer.accelerator.optimizer_step_was_skipped:  # fp16 grad scaler skipped this step
+            return
+        norms = torch.stack(torch._foreach_norm(self.trainables.grads()))
+        if not bool(torch.isfinite(norms).all()):
+            raise NonFiniteError(
+                f"task {self.task.name!r}: non-finite gradient at step {state.global_step + 1}; "
+                "the stage was stopped (lower the learning rate or check the data)"
+            )
+        # global_step is incremented after this event, so the step that just happened is +1.
+        self.method.after_optimizer_step(StepContext(step=state.global_step + 1, task=self.task, trainables=self.trainables))
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is None:
+            return
+        if not math.isfinite(loss):
+            raise NonFiniteError(f"task {self.task.name!r}: loss is {loss} at step {state.global_step}")
+        self.losses.append(float(loss))
+
+
+def build_optimizer(model: torch.nn.Module, spec: TrainSpec) -> torch.optim.Optimizer:
+    """AdamW over the trainable tensors, with the projector in its own group when ``projector_lr`` is set."""
+    projector, rest = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (projector if PROJECTOR_MODULE in name and spec.projector_lr else rest).append(param)
+    groups = [{"params": rest, "lr": spec.lr}]
+    if projector:
+        groups.append({"params": projector, "lr": spec.projector_lr})
+    return torch.optim.AdamW(groups, lr=spec.lr, weight_decay=spec.weight_decay)
+
+
+def training_arguments(spec: TrainSpec, out_dir: Path, seed: int, bf16: bool, fp16: bool) -> TrainingArguments:
+    """The Trainer arguments of one stage."""
+    return TrainingArguments(
+        output_dir=str(out_dir),
+        per_device_train_batch_size=spec.batch_size,
+        gradient_accumulation_steps=spec.grad_accum,
+        max_steps=spec.max_steps or -1,
+        num_train_epochs=spec.epochs,
+        learning_rate=spec.lr,
+        lr_scheduler_type=spec.scheduler,
+        warmup_steps=spec.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps in transformers 5
+        max_grad_norm=spec.max_grad_norm,
+        logging_steps=10,
+        logging_nan_inf_filter=False,
+        save_strategy="steps" if spec.checkpoint_every else "no",
+        save_steps=spec.checkpoint_every or 500,
+        save_total_limit=1,
+        report_to="none",
+        seed=seed,
+        data_seed=seed,
+        bf16=bf16,
+        fp16=fp16,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        disable_tqdm=False,
+    )
+
+
+def train_stage(
+    model: torch.nn.Module,
+    processor: Any,
+    rows: list[dict[str, Any]],
+    method: Method,
+    task: TaskInfo,
+    trainables: Trainables,
+    spec: TrainSpec,
+    out_dir: Path,
+    seed: int,
+    *,
+    pad_to_square: bool = False,
+    resume_from: Path | None = None,
+) -> StageResult:
+    """Train ``model`` on ``rows`` for one stage; the method's ``after_optimizer_step`` runs every step."""
+    dtype = next(p.dtype for p in trainables.params)
+    callback = MethodCallback(method, task, trainables)
+    trainer = Trainer(
+        model=model,
+        args=training_arguments(spec, out_dir, seed, bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16),
+        train_dataset=rows,
+        data_collator=TrainCollator(processor, spec.max_length, pad_to_square),
+        optimizers=(build_optimizer(model, spec), None),
+        callbacks=[callback],
+    )
+    callback.trainer = trainer
+    output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    return StageResult(steps=output.global_step, final_loss=float(output.training_loss), losses=callback.losses)
