@@ -11,6 +11,7 @@ import yaml
 from rich.console import Console
 
 from cvqa_bench.config import ConfigError, load_run_config, resolve_sequence_path, sequence_names
+from cvqa_bench.errors import RunStopped
 from cvqa_bench.registry import UnknownNameError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -21,9 +22,9 @@ err_console = Console(stderr=True)
 USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, UnknownNameError, FileNotFoundError)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, code: int = 2) -> None:
     err_console.print(f"error: {message}", style="red", markup=False, highlight=False, soft_wrap=True)
-    raise typer.Exit(code=2)
+    raise typer.Exit(code=code)
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -51,6 +52,7 @@ def run(
     seeds: Annotated[str | None, typer.Option(help="comma-separated seeds: one sibling run folder per seed")] = None,
     out: Annotated[Path | None, typer.Option(help="run folder (default results/<sequence>-<method>-seed<N>)")] = None,
     data_root: Annotated[str | None, typer.Option(help="root folder of the sequence's data")] = None,
+    order: Annotated[str | None, typer.Option(help="task order: reverse, alphabetical, or 'a,b,c'")] = None,
     model: Annotated[str | None, typer.Option(help="local llava-hf checkpoint directory (overrides the config)")] = None,
     set_: Annotated[list[str], typer.Option("--set", help="override a config field, e.g. train.max_steps=50")] = [],
     resume: Annotated[bool, typer.Option(help="continue the run in --out: skip finished stages and cells")] = False,
@@ -58,7 +60,7 @@ def run(
     """Train on every task of a sequence in order, evaluating every task after every stage."""
     overrides = _parse_sets(set_)
     overrides.update({k: v for k, v in {"sequence": sequence, "method.name": method, "seed": seed,
-                                        "data_root": data_root}.items() if v is not None})
+                                        "data_root": data_root, "task_order": order}.items() if v is not None})
     if model is not None:
         overrides.update({"model.path": model, "model.tiny": None})
     seed_list = [int(s) for s in seeds.split(",")] if seeds else [None]
@@ -73,7 +75,11 @@ def run(
             if run_seed is not None and out is not None:
                 folder = out.with_name(f"{out.name}-seed{run_seed}")
             prepared = runner.prepare(cfg)
-            runner.execute(prepared, folder, resume=resume, console=err_console)
+            try:
+                runner.execute(prepared, folder, resume=resume, console=err_console)
+            except RunStopped as exc:
+                _fail(f"{exc}. What was saved is kept; continue with the same command plus --resume "
+                      f"(--out {folder})", code=1)
             print_run(folder, console)
             console.print(f"run folder: {folder}")
     except _user_errors() as exc:

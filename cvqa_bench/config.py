@@ -150,6 +150,9 @@ class RunConfig(StrictModel):
     """Everything that determines a run's numbers (written to ``config.yaml`` resolved)."""
 
     sequence: str = "synthetic"
+    task_order: str | None = Field(
+        None, description="permute the sequence: 'reverse', 'alphabetical' or comma-separated task names"
+    )
     data_root: str | None = None
     method: MethodSpec = Field(default_factory=MethodSpec)
     model: ModelSpec = Field(default_factory=lambda: ModelSpec(tiny=str(CONFIGS_DIR / "models" / "tiny.yaml")))
@@ -228,6 +231,24 @@ def load_sequence(name_or_path: str) -> tuple[SequenceSpec, Path]:
     """Load and validate a sequence YAML; returns the spec and the file it came from."""
     path = resolve_sequence_path(name_or_path)
     return validate_model(SequenceSpec, read_yaml(path), str(path)), path
+
+
+def reorder_tasks(seq: SequenceSpec, order: str | None) -> SequenceSpec:
+    """The sequence with its tasks permuted: ``reverse``, ``alphabetical`` or ``"name,name,..."`` (all tasks once)."""
+    if order is None:
+        return seq
+    by_name = {t.name: t for t in seq.tasks}
+    if order == "reverse":
+        names = list(reversed(by_name))
+    elif order == "alphabetical":
+        names = sorted(by_name)
+    else:
+        names = [n.strip() for n in order.split(",") if n.strip()]
+        if sorted(names) != sorted(by_name):
+            raise ConfigError(
+                f"task_order {order!r} must name every task of {seq.name!r} exactly once: {', '.join(by_name)}"
+            )
+    return seq.model_copy(update={"tasks": [by_name[n] for n in names]})
 
 
 def load_run_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> RunConfig:

@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 T = TypeVar("T")
 
 
-class UnknownNameError(KeyError):
+class UnknownNameError(KeyError, ValueError):
     """Raised for a name that is not registered; the message carries did-you-mean suggestions."""
 
     def __str__(self) -> str:  # KeyError quotes its argument; we want the plain sentence

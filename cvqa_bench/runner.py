@@ -14,7 +14,8 @@ from typing import Any
 
 import yaml
 
-from cvqa_bench.config import ConfigError, RunConfig, SequenceSpec, load_sequence, validate_model
+from cvqa_bench.config import ConfigError, RunConfig, SequenceSpec, load_sequence, reorder_tasks, validate_model
+from cvqa_bench.interrupt import InterruptFlag
 from cvqa_bench.io import atomic_write_text, read_jsonl
 from cvqa_bench.methods import methods
 from cvqa_bench.methods.base import Method, TaskInfo
@@ -46,6 +47,7 @@ def prepare(config: RunConfig, check_images: bool = True) -> PreparedRun:
     from cvqa_bench.data.sources import load_sequence_data, resolve_data_root
 
     sequence, seq_path = load_sequence(config.sequence)
+    sequence = reorder_tasks(sequence, config.task_order)
     method_cls = methods.get(config.method.name)
     options = validate_model(method_cls.Options, config.method.options, f"method {config.method.name!r} options")
     data_root = resolve_data_root(sequence, seq_path, config.data_root)
@@ -101,12 +103,13 @@ def execute(prepared: PreparedRun, out: Path, *, resume: bool = False, console: 
 
     run = RunDir(Path(out))
     init_run_dir(run, prepared, resume)
-    stages = StageRunner(prepared, run, console=console)
-    stages.write_manifest()
-    stages.evaluate(0)
-    for stage in range(1, len(prepared.tasks) + 1):
-        stages.train_or_restore(stage)
-        stages.evaluate(stage)
+    with InterruptFlag() as interrupt:
+        stages = StageRunner(prepared, run, console=console, interrupt=interrupt)
+        stages.write_manifest()
+        stages.evaluate(0)
+        for stage in range(1, len(prepared.tasks) + 1):
+            stages.train_or_restore(stage)
+            stages.evaluate(stage)
     metrics = summarize(run.root, meta=_meta(prepared, run))
     stages.finish_manifest()
     return metrics

@@ -7,32 +7,36 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from safetensors.torch import load_file, save_file
+from transformers import set_seed as seed_everything
 
-from cvqa_bench.io import atomic_write, atomic_write_json, atomic_write_jsonl
+from cvqa_bench.checkpoint import (
+    all_finite,
+    latest_checkpoint,
+    load_method_state,
+    load_tensors,
+    save_method_state,
+    save_tensors,
+)
+from cvqa_bench.interrupt import NO_INTERRUPT, InterruptFlag
+from cvqa_bench.io import atomic_write_json, atomic_write_jsonl
 from cvqa_bench.manifest import build_manifest, now
 from cvqa_bench.methods.base import TaskContext, Trainables
 from cvqa_bench.models.load import load_model
 from cvqa_bench.rundir import RunDir
 from cvqa_bench.runner import PreparedRun, clean_stage_checkpoints, predictions_complete, stage_hash
-from transformers import set_seed as seed_everything
+from cvqa_bench.errors import NonFiniteError
 from cvqa_bench.train import train_stage
-
-
-def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    """Write tensors to a safetensors file atomically."""
-    clean = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    atomic_write(path, lambda tmp: save_file(clean, str(tmp)))
 
 
 class StageRunner:
     """Holds the loaded model and the method across the stages of one run."""
 
-    def __init__(self, prepared: PreparedRun, run: RunDir, console: Console | None = None) -> None:
+    def __init__(self, prepared: PreparedRun, run: RunDir, console: Console | None = None,
+                 interrupt: InterruptFlag = NO_INTERRUPT) -> None:
         self.prepared = prepared
+        self.interrupt = interrupt
         self.config = prepared.config
         self.run = run
         self.console = console or Console(stderr=True)
@@ -86,21 +90,28 @@ class StageRunner:
             self.console.print(f"[dim]stage {stage} ({info.name}): done earlier, restored[/dim]")
             return
         ctx = TaskContext(stage=stage, task=info, tasks=self.infos, trainables=self.trainables)
+        checkpoint = latest_checkpoint(stage_dir / "trainer")
+        if checkpoint is not None:  # resume inside the stage: the method state saved with that checkpoint
+            load_method_state(checkpoint, self.method, self.loaded.device)
         rows = self.method.train_rows(info, task.train)
+        where = f", resuming from {checkpoint.name}" if checkpoint else ""
         self.console.print(f"[bold]stage {stage}/{len(self.infos)}[/bold]: training on {info.name} "
-                           f"({len(rows)} rows, method {self.config.method.name})")
+                           f"({len(rows)} rows, method {self.config.method.name}{where})")
         seed_everything(self.config.seed * 1000 + stage)
         started = time.perf_counter()
         self.method.before_task(ctx)
         result = train_stage(
             self.model, self.loaded.processor, rows, self.method, info, self.trainables, self.config.train,
             stage_dir / "trainer", seed=self.config.seed * 1000 + stage,
-            pad_to_square=self.config.model.pad_to_square,
+            pad_to_square=self.config.model.pad_to_square, resume_from=checkpoint, interrupt=self.interrupt,
         )
         self.method.after_task(ctx)
-        save_tensors(stage_dir / "weights.safetensors", self.trainables.snapshot())
-        save_tensors(stage_dir / "method_state.safetensors", self.method.state_dict())
-        atomic_write_json(stage_dir / "method_state.json", self.method.extra_state())
+        weights = self.trainables.snapshot()
+        bad = all_finite(weights) or all_finite(self.method.state_dict())
+        if bad is not None:
+            raise NonFiniteError(f"task {info.name!r}: {bad!r} is not finite after the stage; nothing was saved")
+        save_tensors(stage_dir / "weights.safetensors", weights)
+        save_method_state(stage_dir, self.method)
         atomic_write_json(self.run.method_records, self.method.records())
         atomic_write_json(done, {
             "stage": stage, "task": info.name, "stage_hash": expected, "steps": result.steps,
@@ -111,10 +122,8 @@ class StageRunner:
 
     def restore(self, stage_dir: Path) -> None:
         """Load a saved stage's weights and method state."""
-        self.trainables.load(load_file(str(stage_dir / "weights.safetensors"), device=str(self.loaded.device)))
-        tensors = load_file(str(stage_dir / "method_state.safetensors"), device=str(self.loaded.device))
-        extra = json.loads((stage_dir / "method_state.json").read_text())
-        self.method.load_state(tensors, extra)
+        self.trainables.load(load_tensors(stage_dir / "weights.safetensors", self.loaded.device))
+        load_method_state(stage_dir, self.method, self.loaded.device)
 
     # -- evaluation -------------------------------------------------------------------------------
     def evaluate(self, stage: int) -> None:
@@ -131,6 +140,7 @@ class StageRunner:
         current = self.trainables.snapshot() if stage else None
         with self._progress() as progress:
             for info, task in pending:
+                self.interrupt.check(f"before evaluating {info.name!r} after stage {stage}")
                 rows = self._test_rows(task)
                 bar = progress.add_task(f"eval {RunDir.stage_name(stage, stage_task)} → {info.name}", total=len(rows))
                 state = self.method.eval_state(info) if stage else None

@@ -17,14 +17,13 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
+from cvqa_bench.checkpoint import all_finite, mark_complete, save_method_state
 from cvqa_bench.config import TrainSpec
+from cvqa_bench.errors import NonFiniteError
+from cvqa_bench.interrupt import NO_INTERRUPT, InterruptFlag
 from cvqa_bench.methods.base import Method, StepContext, TaskInfo, Trainables
 from cvqa_bench.models.load import PROJECTOR_MODULE
 from cvqa_bench.models.prompting import TrainCollator
-
-
-class NonFiniteError(RuntimeError):
-    """A NaN/inf loss or gradient: the stage is stopped instead of training on garbage."""
 
 
 @dataclass
@@ -37,12 +36,14 @@ class StageResult:
 
 
 class MethodCallback(TrainerCallback):
-    """Forwards the optimizer-step event to the method and guards against non-finite gradients."""
+    """Forwards the optimizer-step event to the method, saves its state with every Trainer checkpoint,
+    stops on non-finite gradients and checkpoints-then-stops when a signal was received."""
 
-    def __init__(self, method: Method, task: TaskInfo, trainables: Trainables) -> None:
+    def __init__(self, method: Method, task: TaskInfo, trainables: Trainables, interrupt: InterruptFlag) -> None:
         self.method = method
         self.task = task
         self.trainables = trainables
+        self.interrupt = interrupt
         self.trainer: Trainer | None = None
         self.losses: list[float] = []
 
@@ -58,6 +59,19 @@ class MethodCallback(TrainerCallback):
             )
         # global_step is incremented after this event, so the step that just happened is +1.
         self.method.after_optimizer_step(StepContext(step=state.global_step + 1, task=self.task, trainables=self.trainables))
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.interrupt.requested is not None:
+            control.should_save = True  # the Trainer saves a checkpoint right after this event
+            control.should_training_stop = True
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        bad = all_finite(self.method.state_dict())
+        if bad is not None:
+            raise NonFiniteError(f"task {self.task.name!r}: method state {bad!r} is not finite at step {state.global_step}")
+        save_method_state(folder, self.method)
+        mark_complete(folder, state.global_step)
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> None:
         loss = (logs or {}).get("loss")
@@ -96,13 +110,14 @@ def training_arguments(spec: TrainSpec, out_dir: Path, seed: int, bf16: bool, fp
         logging_nan_inf_filter=False,
         save_strategy="steps" if spec.checkpoint_every else "no",
         save_steps=spec.checkpoint_every or 500,
-        save_total_limit=1,
+        save_total_limit=2,  # the newest may be incomplete when killed while saving
         report_to="none",
         seed=seed,
         data_seed=seed,
         bf16=bf16,
         fp16=fp16,
         dataloader_num_workers=0,
+        dataloader_pin_memory=False,
         remove_unused_columns=False,
         disable_tqdm=False,
     )
@@ -121,10 +136,16 @@ def train_stage(
     *,
     pad_to_square: bool = False,
     resume_from: Path | None = None,
+    interrupt: InterruptFlag = NO_INTERRUPT,
 ) -> StageResult:
-    """Train ``model`` on ``rows`` for one stage; the method's ``after_optimizer_step`` runs every step."""
+    """Train ``model`` on ``rows`` for one stage; the method's ``after_optimizer_step`` runs every step.
+
+    With ``resume_from`` (a complete Trainer checkpoint) the stage continues exactly where it was saved:
+    weights, optimizer, scheduler, RNG states and data order come from the checkpoint; the caller has
+    restored the method's state from the same folder.
+    """
     dtype = next(p.dtype for p in trainables.params)
-    callback = MethodCallback(method, task, trainables)
+    callback = MethodCallback(method, task, trainables, interrupt)
     trainer = Trainer(
         model=model,
         args=training_arguments(spec, out_dir, seed, bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16),
@@ -135,4 +156,5 @@ def train_stage(
     )
     callback.trainer = trainer
     output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    interrupt.check(f"in task {task.name!r} at step {output.global_step} (checkpoint saved)")
     return StageResult(steps=output.global_step, final_loss=float(output.training_loss), losses=callback.losses)

@@ -1,0 +1,343 @@
+"""Benchmarks: the training-step cost and state memory of each method, and batched-generation throughput.
+
+Both benchmarks run in one process on one loaded model and the same inputs, so that the numbers they
+compare differ only in what is compared. Acceptance targets (issues 5 and 8): a LLaCA step costs at most
+1.05x a plain fine-tuning step, LLaCA's extra state is at most 2x the trainable bytes, and batched
+greedy generation at batch 32 answers at least 8x more questions per second than at batch 1.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from cvqa_bench.config import ModelSpec, TrainSpec, load_sequence
+from cvqa_bench.methods import methods as method_registry
+from cvqa_bench.methods.base import Method, StepContext, TaskContext, TaskInfo, Trainables
+
+LLACA_STEP_TARGET = 1.05  # llaca ms/step <= 1.05 x finetune ms/step
+LLACA_MEMORY_TARGET = 2.0  # llaca state bytes <= 2 x trainable bytes
+GENERATION_SPEEDUP_TARGET = 8.0  # questions/s at batch 32 >= 8 x batch 1 (CPU, tiny model)
+LLACA_LOOP = "llaca_loop"  # the label of LLaCA with its per-tensor loop update (``fused: false``)
+
+
+@dataclass
+class _Arm:
+    """One benchmarked method with its own optimizer and its own copy of the trainable tensors."""
+
+    label: str
+    method: Method
+    options: dict[str, Any]
+    optimizer: torch.optim.Optimizer
+    params: dict[str, torch.Tensor]
+    times: list[float] = field(default_factory=list)
+    peak_bytes: int = 0
+    step: int = 0  # optimizer steps taken, warm-up included
+    last_loss: torch.Tensor | None = None
+
+
+def _variants(names: Sequence[str], compare_llaca_loop: bool) -> list[tuple[str, str, dict[str, Any]]]:
+    """(label, registered method name, options) per benchmarked method, in order."""
+    labels = list(names)
+    if compare_llaca_loop and "llaca" in labels and LLACA_LOOP not in labels:
+        labels.append(LLACA_LOOP)
+    if len(set(labels)) != len(labels) or not labels:
+        raise ValueError(f"methods must be distinct and non-empty, got {list(names)}")
+    out = []
+    for label in labels:
+        name = "llaca" if label == LLACA_LOOP else label
+        method_registry.check(name)  # unknown names fail with did-you-mean before the model loads
+        # Grouping off puts the EMA on for every task; with grouping on, the first task of a
+        # sequence opens group 0 with the EMA off and the hook would cost nothing.
+        options = {"grouping": False, "fused": label != LLACA_LOOP} if name == "llaca" else {}
+        out.append((label, name, options))
+    return out
+
+
+def load_task_rows(sequence: str, task: str, split: str) -> list[dict[str, Any]]:
+    """The ``train`` or ``test`` rows of one task of a sequence (generated sequences are materialised)."""
+    from cvqa_bench.data.coin import load_task
+    from cvqa_bench.data.sources import image_root, resolve_data_root
+
+    seq, path = load_sequence(sequence)
+    specs = {t.name: t for t in seq.tasks}
+    if task not in specs:
+        raise ValueError(f"sequence {seq.name!r} has no task {task!r}; its tasks are {list(specs)}")
+    root = resolve_data_root(seq, path)
+    data = load_task(specs[task], root, image_root(seq, root, specs[task]), check_images=False)
+    return data.train if split == "train" else data.test
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _device_fields(device: torch.device) -> dict[str, Any]:
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    return {"device": str(device), "device_name": name, "torch_threads": torch.get_num_threads()}
+
+
+def _nbytes(tensors: Sequence[torch.Tensor]) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def _split(total: int, parts: int) -> list[int]:
+    """``total`` steps as ``parts`` near-equal blocks (the first ones one larger)."""
+    parts = max(1, min(parts, total))
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+def _run_steps(arm: _Arm, n: int, model: torch.nn.Module, batch: dict[str, torch.Tensor], trainables: Trainables,
+               info: TaskInfo, device: torch.device, timed: bool) -> None:
+    """``n`` training steps of one arm: its weights are swapped in before and copied back after."""
+    trainables.load(arm.params)
+    _sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    for _ in range(n):
+        start = time.perf_counter()
+        loss = model(**batch).loss
+        loss.backward()
+        arm.optimizer.step()
+        arm.step += 1
+        # The hook runs after optimizer.step() and before zero_grad, as in train.py.
+        arm.method.after_optimizer_step(StepContext(step=arm.step, task=info, trainables=trainables))
+        arm.optimizer.zero_grad(set_to_none=True)
+        _sync(device)
+        if timed:
+            arm.times.append(time.perf_counter() - start)
+        arm.last_loss = loss.detach()
+    if device.type == "cuda":
+        arm.peak_bytes = max(arm.peak_bytes, torch.cuda.max_memory_allocated(device))
+    with torch.no_grad():
+        for name, param in zip(trainables.names, trainables.params):
+            arm.params[name].copy_(param)
+
+
+def bench_methods(
+    model_spec: ModelSpec,
+    *,
+    batch_size: int,
+    steps: int,
+    warmup: int,
+    methods: Sequence[str] = ("finetune", "ema", "llaca"),
+    seed: int = 0,
+    rounds: int = 10,
+    compare_llaca_loop: bool = True,
+    lr: float = 1e-3,
+    sequence: str = "synthetic",
+    task: str = "color",
+    device: str | None = None,
+) -> dict[str, Any]:
+    """Median time of one training step and the state memory of each method, on one model and one batch.
+
+    A step is forward + backward + ``AdamW.step()`` + the method's ``after_optimizer_step`` +
+    ``zero_grad`` (no gradient clipping, no data loading). Every method gets its own AdamW and its own
+    copy of the trainable tensors, all starting from the same LoRA init; before a method's block of
+    steps its copy is loaded into the model and afterwards copied back (outside the timed region), so
+    each method follows its own uninterrupted trajectory on the shared model. Methods run round-robin
+    in ``rounds`` blocks, the order rotating every round, so machine noise hits all of them alike.
+    ``warmup`` untimed steps per method come first (they include the EMA copies' first-step clone).
+    LLaCA runs with grouping off (EMA on); with ``compare_llaca_loop`` its per-tensor loop update
+    (``fused: false``) is benchmarked too, as ``llaca_loop``. On CUDA the clock is read after
+    ``torch.cuda.synchronize`` and ``peak_memory_bytes`` is ``torch.cuda.max_memory_allocated`` over a
+    method's blocks (it includes the parked copies of the other methods); the model's dtype is the spec's.
+
+    Returns:
+        ``{"device", "device_name", "torch_threads", "dtype", "source", "task", "batch_size",
+        "tokens_per_step", "steps", "warmup", "rounds", "trainable_params", "trainable_bytes",
+        "methods": {label: {"method", "options", "timed_steps", "median_ms", "min_ms", "p25_ms", "p75_ms",
+        "ratio_vs_finetune", "tokens_per_s", "final_loss", "state_bytes", "state_ratio",
+        "scalar_state_bytes", "copies_ratio", "peak_memory_bytes"}}, "llaca_fused_vs_loop", "targets"}``;
+        ratios are None when their reference method was not run (``llaca_fused_vs_loop`` = llaca /
+        llaca_loop median). ``final_loss`` is the same for every method (the hooks never change the live
+        weights during a task), which shows the methods do not leak into each other's trajectory.
+        ``state_bytes`` counts the tensors of the method's ``state_dict()`` at the end, ``state_ratio``
+        divides it by the trainable bytes, ``copies_ratio`` does so without the 0-dim bookkeeping
+        tensors (``scalar_state_bytes``), and the memory target is checked on ``copies_ratio``.
+    """
+    from cvqa_bench.models.load import load_model
+    from cvqa_bench.models.prompting import TrainCollator
+
+    if batch_size < 1 or steps < 1 or warmup < 0 or rounds < 1:
+        raise ValueError(f"need batch_size >= 1, steps >= 1, warmup >= 0, rounds >= 1; got "
+                         f"{batch_size}, {steps}, {warmup}, {rounds}")
+    variants = _variants(methods, compare_llaca_loop)
+    rows = load_task_rows(sequence, task, "train")
+    if len(rows) < batch_size:
+        raise ValueError(f"task {task!r} has {len(rows)} training rows, fewer than batch_size={batch_size}")
+    torch.manual_seed(seed)  # the LoRA init draws from the global RNG
+    loaded = load_model(model_spec, torch.device(device) if device else None)
+    model, dev = loaded.model, loaded.device
+    model.train()
+    trainables = Trainables(model)
+    dtype = trainables.params[0].dtype
+    picked = random.Random(seed).sample(rows, batch_size)
+    collate = TrainCollator(loaded.processor, TrainSpec().max_length, model_spec.pad_to_square)
+    batch = {k: v.to(dev) for k, v in collate(picked).items()}
+    if "pixel_values" in batch:
+        batch["pixel_values"] = batch["pixel_values"].to(dtype)
+    tokens = int(batch["attention_mask"].sum())
+    info = TaskInfo(0, task, (), tuple(r["id"] for r in picked))
+    arms = []
+    for label, name, options in variants:
+        cls = method_registry.get(name)
+        method = cls(cls.Options(**options), seed=seed)
+        method.setup([info])
+        method.before_task(TaskContext(stage=1, task=info, tasks=[info], trainables=trainables))
+        optimizer = torch.optim.AdamW(trainables.params, lr=lr, weight_decay=0.0)
+        arms.append(_Arm(label, method, options, optimizer, trainables.snapshot()))
+    for arm in arms:
+        _run_steps(arm, warmup, model, batch, trainables, info, dev, timed=False)
+    for r, block in enumerate(_split(steps, rounds)):
+        for arm in arms[r % len(arms):] + arms[: r % len(arms)]:
+            _run_steps(arm, block, model, batch, trainables, info, dev, timed=True)
+    return _method_report(arms, loaded, model_spec, trainables, task, batch_size, tokens, steps, warmup, rounds)
+
+
+def _method_report(arms: list[_Arm], loaded: Any, spec: ModelSpec, trainables: Trainables, task: str,
+                   batch_size: int, tokens: int, steps: int, warmup: int, rounds: int) -> dict[str, Any]:
+    """The result dict of :func:`bench_methods`."""
+    trainable_bytes = _nbytes(trainables.params)
+    medians = {arm.label: statistics.median(arm.times) for arm in arms}
+    rows = {}
+    for arm in arms:
+        ms = sorted(t * 1e3 for t in arm.times)
+        quartiles = statistics.quantiles(ms, n=4) if len(ms) > 1 else [ms[0]] * 3
+        tensors = list(arm.method.state_dict().values())
+        state = _nbytes(tensors)
+        # 0-dim tensors are O(1) bookkeeping (running alpha statistics), not copies of the weights
+        scalars = _nbytes([t for t in tensors if t.dim() == 0])
+        rows[arm.label] = {
+            "method": arm.method.name,
+            "options": arm.options,
+            "timed_steps": len(arm.times),
+            "median_ms": medians[arm.label] * 1e3,
+            "min_ms": ms[0],
+            "p25_ms": quartiles[0],
+            "p75_ms": quartiles[2],
+            "ratio_vs_finetune": medians[arm.label] / medians["finetune"] if "finetune" in medians else None,
+            "tokens_per_s": tokens / medians[arm.label],
+            "final_loss": float(arm.last_loss) if arm.last_loss is not None else None,
+            "state_bytes": state,
+            "state_ratio": state / trainable_bytes,
+            "scalar_state_bytes": scalars,
+            "copies_ratio": (state - scalars) / trainable_bytes,
+            "peak_memory_bytes": arm.peak_bytes if loaded.device.type == "cuda" else None,
+        }
+    fused_vs_loop = medians["llaca"] / medians[LLACA_LOOP] if {"llaca", LLACA_LOOP} <= medians.keys() else None
+    llaca = rows.get("llaca")
+    return {
+        **_device_fields(loaded.device), "dtype": spec.dtype, "source": loaded.source, "task": task,
+        "batch_size": batch_size, "tokens_per_step": tokens, "steps": steps, "warmup": warmup, "rounds": rounds,
+        "trainable_params": trainables.numel(), "trainable_bytes": trainable_bytes, "methods": rows,
+        "llaca_fused_vs_loop": fused_vs_loop,
+        "targets": {
+            "llaca_step_ratio_max": LLACA_STEP_TARGET,
+            "llaca_state_ratio_max": LLACA_MEMORY_TARGET,
+            "llaca_step_ok": None if llaca is None or llaca["ratio_vs_finetune"] is None
+            else llaca["ratio_vs_finetune"] <= LLACA_STEP_TARGET,
+            "llaca_state_ok": None if llaca is None else llaca["copies_ratio"] <= LLACA_MEMORY_TARGET,
+        },
+    }
+
+
+def question_pool(sequence: str, n_questions: int) -> list[dict[str, Any]]:
+    """The first ``n_questions`` test rows of the sequence, taken from its tasks in turn."""
+    seq, _ = load_sequence(sequence)
+    per_task = [load_task_rows(sequence, t.name, "test") for t in seq.tasks]
+    interleaved = [row for group in itertools.zip_longest(*per_task) for row in group if row is not None]
+    if n_questions < 1 or n_questions > len(interleaved):
+        raise ValueError(f"n_questions must be in 1..{len(interleaved)} (the test rows of {sequence!r}), "
+                         f"got {n_questions}")
+    return interleaved[:n_questions]
+
+
+def bench_generation(
+    model_spec: ModelSpec,
+    *,
+    batch_sizes: Sequence[int] = (1, 32),
+    n_questions: int = 128,
+    max_new_tokens: int = 8,
+    repeats: int = 3,
+    force_length: bool = True,
+    sequence: str = "synthetic",
+    seed: int = 0,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """Greedy-generation throughput of ``generate_predictions`` at each batch size, on the same questions.
+
+    Each repeat runs every batch size once (order rotating between repeats) after one untimed warm-up
+    batch per size; the reported time is the median over repeats, including prompt encoding and
+    decoding. With ``force_length`` every answer is exactly ``max_new_tokens`` long (``min_new_tokens``
+    on the model's generation config, restored afterwards), so an early end-of-sequence in an
+    unbatched row does not favour small batches. Predictions of every batch size are compared
+    question by question with those of the first batch size (the unbatched reference when it is 1).
+
+    Returns:
+        ``{"device", "device_name", "torch_threads", "dtype", "source", "n_questions", "max_new_tokens",
+        "force_length", "repeats", "reference_batch_size", "runs": [{"batch_size", "seconds", "min_seconds", "max_seconds",
+        "questions_per_s", "new_tokens_per_s", "speedup", "agreement"}], "speedup_max_vs_reference",
+        "targets"}``; ``speedup`` is questions/s over the reference's, ``agreement`` the fraction of
+        questions whose prediction equals the reference's.
+    """
+    from cvqa_bench.evaluate import generate_predictions
+    from cvqa_bench.models.load import load_model
+
+    sizes = list(dict.fromkeys(batch_sizes))
+    if not sizes or min(sizes) < 1 or repeats < 1 or max_new_tokens < 1:
+        raise ValueError(f"need batch sizes >= 1, repeats >= 1, max_new_tokens >= 1; got {list(batch_sizes)}, "
+                         f"{repeats}, {max_new_tokens}")
+    questions = question_pool(sequence, n_questions)
+    torch.manual_seed(seed)
+    loaded = load_model(model_spec, torch.device(device) if device else None)
+    model, dev = loaded.model, loaded.device
+    gen_config = model.generation_config
+    saved_min = gen_config.min_new_tokens
+    times: dict[int, list[float]] = {b: [] for b in sizes}
+    predictions: dict[int, list[str]] = {}
+    try:
+        if force_length:
+            gen_config.min_new_tokens = max_new_tokens
+        for size in sizes:
+            generate_predictions(model, loaded.processor, questions[:size], batch_size=size,
+                                 max_new_tokens=max_new_tokens, pad_to_square=model_spec.pad_to_square)
+        for r in range(repeats):
+            for size in sizes[r % len(sizes):] + sizes[: r % len(sizes)]:
+                _sync(dev)
+                start = time.perf_counter()
+                records = generate_predictions(model, loaded.processor, questions, batch_size=size,
+                                               max_new_tokens=max_new_tokens,
+                                               pad_to_square=model_spec.pad_to_square)
+                _sync(dev)
+                times[size].append(time.perf_counter() - start)
+                predictions.setdefault(size, [rec["prediction"] for rec in records])
+    finally:
+        gen_config.min_new_tokens = saved_min
+    reference = sizes[0]
+    runs = []
+    for size in sizes:
+        seconds = statistics.median(times[size])
+        agree = sum(a == b for a, b in zip(predictions[size], predictions[reference])) / n_questions
+        runs.append({
+            "batch_size": size, "seconds": seconds, "min_seconds": min(times[size]),
+            "max_seconds": max(times[size]), "questions_per_s": n_questions / seconds,
+            "new_tokens_per_s": n_questions * max_new_tokens / seconds if force_length else None,
+            "speedup": statistics.median(times[reference]) / seconds, "agreement": agree,
+        })
+    best = max(runs, key=lambda run: run["batch_size"])["speedup"]
+    return {
+        **_device_fields(dev), "dtype": model_spec.dtype, "source": loaded.source, "n_questions": n_questions,
+        "max_new_tokens": max_new_tokens, "force_length": force_length, "repeats": repeats,
+        "reference_batch_size": reference, "runs": runs, "speedup_max_vs_reference": best,
+        "targets": {"speedup_min": GENERATION_SPEEDUP_TARGET, "speedup_ok": best >= GENERATION_SPEEDUP_TARGET
+                    if reference == 1 and max(sizes) >= 32 else None},
+    }
