@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN_ARGS ?=
 
-.PHONY: run test install reproduce clean
+.PHONY: run test install reproduce reference clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,3 +27,13 @@ test: $(STAMP)
 
 clean:
 	rm -rf $(VENV) results/default
+
+# The "Does LLaCA forget less?" experiment: 4 methods x 3 seeds on the embedded sequence (about 30 min on 2 cores).
+reproduce: $(STAMP)
+	$(BIN)/cvqa experiment configs/reproduce.yaml
+
+# Deliberately refresh the committed reference results that CI compares against (tests/test_regression.py).
+reference: $(STAMP)
+	rm -rf results/regression results/reproduce
+	$(BIN)/cvqa experiment configs/regression.yaml --reference results/reference/regression
+	$(BIN)/cvqa experiment configs/reproduce.yaml --reference results/reference/reproduce

@@ -87,6 +87,29 @@ def run(
 
 
 @app.command()
+def experiment(
+    spec: Annotated[Path, typer.Argument(help="experiment YAML (methods × seeds on one run config)")],
+    set_: Annotated[list[str], typer.Option("--set", help="override a run-config field for every run")] = [],
+    reference: Annotated[Path | None, typer.Option(help="also copy the small result files here (no weights)")] = None,
+) -> None:
+    """Run every method × seed of an experiment (finished runs are skipped) and write the combined report."""
+    try:
+        from cvqa_bench.experiment import export_reference, load_experiment, run_experiment
+        from cvqa_bench.report import print_report
+
+        experiment_spec = load_experiment(spec)
+        result = run_experiment(experiment_spec, console=err_console, extra_overrides=_parse_sets(set_))
+        print_report(result, console)
+        if reference is not None:
+            files = export_reference(experiment_spec, reference)
+            console.print(f"reference: {len(files)} files written under {reference}")
+    except RunStopped as exc:
+        _fail(f"{exc}. Run the same command again to continue.", code=1)
+    except _user_errors() as exc:
+        _fail(str(exc))
+
+
+@app.command()
 def score(
     run_dir: Annotated[Path, typer.Argument(help="a run folder")],
     scorer: Annotated[str | None, typer.Option(help="re-score every task with this scorer")] = None,
