@@ -37,7 +37,7 @@ class _Arm:
     options: dict[str, Any]
     optimizer: torch.optim.Optimizer
     params: dict[str, torch.Tensor]
-    times: list[float] = field(default_factory=list)
+    blocks: list[list[float]] = field(default_factory=list)  # step seconds, one list per timed block
     peak_bytes: int = 0
     step: int = 0  # optimizer steps taken, warm-up included
     last_loss: torch.Tensor | None = None
@@ -99,6 +99,8 @@ def _run_steps(arm: _Arm, n: int, model: torch.nn.Module, batch: dict[str, torch
                info: TaskInfo, device: torch.device, timed: bool) -> None:
     """``n`` training steps of one arm: its weights are swapped in before and copied back after."""
     trainables.load(arm.params)
+    if timed:
+        arm.blocks.append([])
     _sync(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -113,7 +115,7 @@ def _run_steps(arm: _Arm, n: int, model: torch.nn.Module, batch: dict[str, torch
         arm.optimizer.zero_grad(set_to_none=True)
         _sync(device)
         if timed:
-            arm.times.append(time.perf_counter() - start)
+            arm.blocks[-1].append(time.perf_counter() - start)
         arm.last_loss = loss.detach()
     if device.type == "cuda":
         arm.peak_bytes = max(arm.peak_bytes, torch.cuda.max_memory_allocated(device))
@@ -130,7 +132,7 @@ def bench_methods(
     warmup: int,
     methods: Sequence[str] = ("finetune", "ema", "llaca"),
     seed: int = 0,
-    rounds: int = 10,
+    rounds: int | None = None,
     compare_llaca_loop: bool = True,
     lr: float = 1e-3,
     sequence: str = "synthetic",
@@ -144,7 +146,10 @@ def bench_methods(
     copy of the trainable tensors, all starting from the same LoRA init; before a method's block of
     steps its copy is loaded into the model and afterwards copied back (outside the timed region), so
     each method follows its own uninterrupted trajectory on the shared model. Methods run round-robin
-    in ``rounds`` blocks, the order rotating every round, so machine noise hits all of them alike.
+    in ``rounds`` blocks (default ``steps``: one step per method per round), the order rotating every
+    round, so machine noise hits all of them alike. A ratio between two methods is the median over
+    rounds of the ratio of their block medians in the same round (paired, so slow drifts in machine
+    load cancel); ``median_ms`` is the median over all of a method's timed steps.
     ``warmup`` untimed steps per method come first (they include the EMA copies' first-step clone).
     LLaCA runs with grouping off (EMA on); with ``compare_llaca_loop`` its per-tensor loop update
     (``fused: false``) is benchmarked too, as ``llaca_loop``. On CUDA the clock is read after
@@ -157,9 +162,10 @@ def bench_methods(
         "methods": {label: {"method", "options", "timed_steps", "median_ms", "min_ms", "p25_ms", "p75_ms",
         "ratio_vs_finetune", "tokens_per_s", "final_loss", "state_bytes", "state_ratio",
         "scalar_state_bytes", "copies_ratio", "peak_memory_bytes"}}, "llaca_fused_vs_loop", "targets"}``;
-        ratios are None when their reference method was not run (``llaca_fused_vs_loop`` = llaca /
-        llaca_loop median). ``final_loss`` is the same for every method (the hooks never change the live
-        weights during a task), which shows the methods do not leak into each other's trajectory.
+        ratios are None when their reference method was not run (``llaca_fused_vs_loop``: llaca over
+        llaca_loop, paired like ``ratio_vs_finetune``). ``final_loss`` is the same for every method
+        (the hooks never change the live weights during a task), which shows that the methods do not
+        leak into each other's trajectory.
         ``state_bytes`` counts the tensors of the method's ``state_dict()`` at the end, ``state_ratio``
         divides it by the trainable bytes, ``copies_ratio`` does so without the 0-dim bookkeeping
         tensors (``scalar_state_bytes``), and the memory target is checked on ``copies_ratio``.
@@ -167,6 +173,7 @@ def bench_methods(
     from cvqa_bench.models.load import load_model
     from cvqa_bench.models.prompting import TrainCollator
 
+    rounds = steps if rounds is None else rounds
     if batch_size < 1 or steps < 1 or warmup < 0 or rounds < 1:
         raise ValueError(f"need batch_size >= 1, steps >= 1, warmup >= 0, rounds >= 1; got "
                          f"{batch_size}, {steps}, {warmup}, {rounds}")
@@ -203,14 +210,22 @@ def bench_methods(
     return _method_report(arms, loaded, model_spec, trainables, task, batch_size, tokens, steps, warmup, rounds)
 
 
+def _paired_ratio(arm: _Arm, reference: _Arm) -> float:
+    """Median over rounds of ``arm``'s block median over ``reference``'s block median in that round."""
+    return statistics.median(
+        statistics.median(a) / statistics.median(b) for a, b in zip(arm.blocks, reference.blocks, strict=True)
+    )
+
+
 def _method_report(arms: list[_Arm], loaded: Any, spec: ModelSpec, trainables: Trainables, task: str,
                    batch_size: int, tokens: int, steps: int, warmup: int, rounds: int) -> dict[str, Any]:
     """The result dict of :func:`bench_methods`."""
     trainable_bytes = _nbytes(trainables.params)
-    medians = {arm.label: statistics.median(arm.times) for arm in arms}
+    by_label = {arm.label: arm for arm in arms}
+    medians = {arm.label: statistics.median(t for block in arm.blocks for t in block) for arm in arms}
     rows = {}
     for arm in arms:
-        ms = sorted(t * 1e3 for t in arm.times)
+        ms = sorted(t * 1e3 for block in arm.blocks for t in block)
         quartiles = statistics.quantiles(ms, n=4) if len(ms) > 1 else [ms[0]] * 3
         tensors = list(arm.method.state_dict().values())
         state = _nbytes(tensors)
@@ -219,12 +234,12 @@ def _method_report(arms: list[_Arm], loaded: Any, spec: ModelSpec, trainables: T
         rows[arm.label] = {
             "method": arm.method.name,
             "options": arm.options,
-            "timed_steps": len(arm.times),
+            "timed_steps": len(ms),
             "median_ms": medians[arm.label] * 1e3,
             "min_ms": ms[0],
             "p25_ms": quartiles[0],
             "p75_ms": quartiles[2],
-            "ratio_vs_finetune": medians[arm.label] / medians["finetune"] if "finetune" in medians else None,
+            "ratio_vs_finetune": _paired_ratio(arm, by_label["finetune"]) if "finetune" in by_label else None,
             "tokens_per_s": tokens / medians[arm.label],
             "final_loss": float(arm.last_loss) if arm.last_loss is not None else None,
             "state_bytes": state,
@@ -233,7 +248,8 @@ def _method_report(arms: list[_Arm], loaded: Any, spec: ModelSpec, trainables: T
             "copies_ratio": (state - scalars) / trainable_bytes,
             "peak_memory_bytes": arm.peak_bytes if loaded.device.type == "cuda" else None,
         }
-    fused_vs_loop = medians["llaca"] / medians[LLACA_LOOP] if {"llaca", LLACA_LOOP} <= medians.keys() else None
+    both = {"llaca", LLACA_LOOP} <= by_label.keys()
+    fused_vs_loop = _paired_ratio(by_label["llaca"], by_label[LLACA_LOOP]) if both else None
     llaca = rows.get("llaca")
     return {
         **_device_fields(loaded.device), "dtype": spec.dtype, "source": loaded.source, "task": task,
@@ -284,10 +300,10 @@ def bench_generation(
 
     Returns:
         ``{"device", "device_name", "torch_threads", "dtype", "source", "n_questions", "max_new_tokens",
-        "force_length", "repeats", "reference_batch_size", "runs": [{"batch_size", "seconds", "min_seconds", "max_seconds",
-        "questions_per_s", "new_tokens_per_s", "speedup", "agreement"}], "speedup_max_vs_reference",
-        "targets"}``; ``speedup`` is questions/s over the reference's, ``agreement`` the fraction of
-        questions whose prediction equals the reference's.
+        "force_length", "repeats", "reference_batch_size", "runs": [{"batch_size", "seconds", "min_seconds",
+        "max_seconds", "questions_per_s", "new_tokens_per_s", "speedup", "agreement"}],
+        "speedup_max_vs_reference", "targets"}``; ``speedup`` is questions/s over the reference's,
+        ``agreement`` the fraction of questions whose prediction equals the reference's.
     """
     from cvqa_bench.evaluate import generate_predictions
     from cvqa_bench.models.load import load_model
