@@ -45,7 +45,8 @@ def _parse_sets(pairs: list[str]) -> dict[str, Any]:
 
 @app.command()
 def run(
-    sequence: Annotated[str, typer.Option(help="sequence name in tasks/ or path to a sequence YAML")] = "synthetic",
+    sequence: Annotated[str | None, typer.Option(help="sequence name in tasks/ or path to a sequence YAML "
+                                                  "(default: the config's, else synthetic)")] = None,
     method: Annotated[str | None, typer.Option(help="method name (see `cvqa list methods`)")] = None,
     config: Annotated[Path | None, typer.Option(help="run config YAML (model, train, eval, method options)")] = None,
     seed: Annotated[int | None, typer.Option(help="run seed")] = None,

@@ -145,6 +145,14 @@ class MethodSpec(StrictModel):
     name: str = "finetune"
     options: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("name")
+    @classmethod
+    def _known_method(cls, name: str) -> str:
+        from cvqa_bench.methods import methods  # lazy entries: no torch import
+
+        methods.check(name)
+        return name
+
 
 class RunConfig(StrictModel):
     """Everything that determines a run's numbers (written to ``config.yaml`` resolved)."""

@@ -30,7 +30,10 @@ class PoisonOnce(Method):
                 ctx.trainables.params[0].fill_(float("nan"))
 
 
-if "poison_once" not in methods:
+@pytest.fixture
+def poison_method(monkeypatch):
+    """Register the test-only method for this test only (the registry is restored afterwards)."""
+    monkeypatch.setattr(methods, "_entries", dict(methods._entries))
     methods.register("poison_once", "test only: NaN into the weights once")(PoisonOnce)
 
 
@@ -43,7 +46,7 @@ def _config(tmp_path):
     })
 
 
-def test_nan_stops_the_stage_and_resume_continues_from_last_good_checkpoint(tmp_path, monkeypatch):
+def test_nan_stops_the_stage_and_resume_continues_from_last_good_checkpoint(tmp_path, monkeypatch, poison_method):
     monkeypatch.setenv("CVQA_CACHE", str(tmp_path / "cache"))
     config = _config(tmp_path)
 
