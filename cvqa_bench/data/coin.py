@@ -143,12 +143,17 @@ def _check_numbers(item: dict[str, Any], key: str, length: int) -> list[float] |
     if key not in item:
         return None
     value = item[key]
+    if isinstance(value, str):  # CoIN's grounding files store the box as a string: "[0.05, 0.2, 0.42, 0.88]"
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            pass
     if (
         not isinstance(value, list)
         or len(value) != length
         or any(isinstance(v, bool) or not isinstance(v, int | float) for v in value)
     ):
-        raise ValueError(f"{key}: must be a list of {length} numbers, got {value!r}")
+        raise ValueError(f"{key}: must be a list (or a JSON string) of {length} numbers, got {item[key]!r}")
     return list(value)
 
 
@@ -232,7 +237,9 @@ def extract_instruction(prompt: str, rule: InstructionRule) -> str:
     """The instruction part of a first human turn, after removing the ``<image>`` marker.
 
     ``last_line``: the last non-empty line; ``last_line_before_colon``: that line cut at its first
-    ':'; ``second_line``: the second non-empty line (the last line when there is only one).
+    ':'; ``second_line``: line 1 of the raw prompt split on newlines, counting the ``<image>`` line as
+    the official CoIN code does (``value.split('\n')[1]``: the question of an ImageNet prompt), or the
+    last non-empty line when that line is empty or missing.
 
     Raises:
         ValueError: the prompt has no text besides ``<image>``, or ``rule`` is unknown.
@@ -246,7 +253,9 @@ def extract_instruction(prompt: str, rule: InstructionRule) -> str:
     if rule == "last_line_before_colon":
         return lines[-1].split(":", 1)[0].strip()
     if rule == "second_line":
-        return lines[1] if len(lines) > 1 else lines[-1]
+        raw = prompt.split("\n")
+        second = raw[1].replace(IMAGE_TOKEN, "").strip() if len(raw) > 1 else ""
+        return second or lines[-1]
     raise ValueError(
         f"unknown instruction rule {rule!r}; use last_line, last_line_before_colon or second_line"
     )

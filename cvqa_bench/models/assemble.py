@@ -243,13 +243,14 @@ def _load_pretrained(class_name: str, path: Path, torch_dtype: Any) -> Any:
     transformers.logging.set_verbosity_error()
     try:
         model, info = cls.from_pretrained(path, dtype=torch_dtype, local_files_only=True, output_loading_info=True)
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+    except Exception as exc:  # corrupt shards surface as pickle, safetensors, OS or runtime errors
         raise AssembleError(f"{path}: cannot load as {class_name} ({_first_line(exc)})") from exc
     finally:
         transformers.logging.set_verbosity(verbosity)
     # Unexpected keys are normal (a CLIPModel checkpoint also holds the text tower); missing or
     # mis-shaped ones mean random weights would be assembled silently.
-    problems = [*info.get("missing_keys", []), *(k[0] if isinstance(k, tuple) else k for k in info.get("mismatched_keys", []))]
+    mismatched = [k[0] if isinstance(k, tuple) else k for k in info.get("mismatched_keys", [])]
+    problems = [*info.get("missing_keys", []), *mismatched]
     if problems:
         raise AssembleError(f"{path}: {len(problems)} {class_name} weights missing or of the wrong shape, "
                             f"e.g. {sorted(problems)[0]!r}")
@@ -264,8 +265,8 @@ def _load_image_processor(vision_dir: Path, image_size: int) -> Any:
         processor = CLIPImageProcessorPil.from_pretrained(vision_dir, local_files_only=True)
     except (OSError, ValueError, TypeError) as exc:
         raise AssembleError(f"{path}: cannot load a CLIP image processor ({_first_line(exc)})") from exc
-    crop = processor.crop_size
-    height, width = (crop.height, crop.width) if hasattr(crop, "height") else (crop["height"], crop["width"])
+    crop = processor.crop_size if processor.do_center_crop else None
+    height, width = (getattr(crop, "height", None), getattr(crop, "width", None))
     if (height, width) != (image_size, image_size):
         raise AssembleError(f"{path}: crop_size {height}x{width} does not match the vision tower's image_size "
                             f"{image_size}; the image-token count would not match")

@@ -20,13 +20,14 @@ VICUNA_V1_SYSTEM = (
 
 # Whitespace matters: "{system} " then per turn "USER: ... " (sep) and "ASSISTANT: ...</s>" (sep2).
 VICUNA_V1_CHAT_TEMPLATE = (
-    VICUNA_V1_SYSTEM + "\n"
+    VICUNA_V1_SYSTEM + " "
     "{% for message in messages %}"
     "{% if message['role'] == 'user' %}USER: "
     "{% for item in message['content'] %}"
     "{% if item['type'] == 'image' %}<image>\n{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}"
     "{% endfor %} "
-    "{% elif message['role'] == 'assistant' %}ASSISTANT: {% for item in message['content'] %}{{ item['text'] }}{% endfor %}</s>"
+    "{% elif message['role'] == 'assistant' %}ASSISTANT: "
+    "{% for item in message['content'] %}{{ item['text'] }}{% endfor %}</s>"
     "{% endif %}"
     "{% endfor %}"
     "{% if add_generation_prompt %}ASSISTANT:{% endif %}"

@@ -94,8 +94,10 @@ def test_instructions_are_distinct_and_in_first_seen_order(tmp_path: Path) -> No
      "describes: woman in red: left.", "Please provide the bounding box coordinate of the region this sentence "
      "describes"),
     ("last_line_before_colon", "<image>\nNo colon here", "No colon here"),
+    # second_line counts the <image> line, as CoIN's LoRASelect does: value.split('\n')[1]
     ("second_line", "<image>\nWhat is the object in the image?\nName it in one word.\nThanks.",
-     "Name it in one word."),
+     "What is the object in the image?"),
+    ("second_line", "What is it?\nName it in one word.\n<image>", "Name it in one word."),
     ("second_line", "<image>\n\nOnly one line", "Only one line"),
 ])
 def test_extract_instruction(rule: str, prompt: str, expected: str) -> None:
@@ -168,9 +170,9 @@ TEST_ROW_ERRORS = [
     (bad_test_row(answer=...,  answers=[]), "answers: must be a non-empty list of strings, got []"),
     (bad_test_row(answer=..., answers="cat"), "answers: must be a non-empty list of strings"),
     (bad_test_row(answer=..., answers=["cat", None]), "answers: every answer must be a string, got None"),
-    (bad_test_row(answer_bbox=[1, 2, 3]), "answer_bbox: must be a list of 4 numbers"),
+    (bad_test_row(answer_bbox=[1, 2, 3]), "answer_bbox: must be a list (or a JSON string) of 4 numbers"),
     (bad_test_row(size=[20, 0]), "size: width and height must be positive"),
-    (bad_test_row(size="20x20"), "size: must be a list of 2 numbers"),
+    (bad_test_row(size="20x20"), "size: must be a list (or a JSON string) of 2 numbers"),
     ([*good_test()[:2], "not a row"], "row must be an object, got str"),
 ]
 
