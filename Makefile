@@ -22,8 +22,10 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/cvqa run --sequence synthetic --method llaca --out results/default $(RUN_ARGS)
 
+# One torch thread per test process: the tiny model gains nothing from two on 2 cores, and the
+# subprocess tests (kill/resume, distributed) would oversubscribe the cores.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest
 
 clean:
 	rm -rf $(VENV) results/default

@@ -149,6 +149,25 @@ def report(
         _fail(str(exc))
 
 
+@app.command()
+def assemble(
+    llm: Annotated[Path, typer.Option(help="local Llama-format LLM directory (e.g. vicuna-7b-v1.5)")],
+    vision: Annotated[Path, typer.Option(help="local CLIP directory (e.g. clip-vit-large-patch14-336)")],
+    projector: Annotated[Path, typer.Option(help="LLaVA-1.5 stage-1 mm_projector.bin (original key names)")],
+    out: Annotated[Path, typer.Option(help="where to write the llava-hf checkpoint directory")],
+    dtype: Annotated[str, typer.Option(help="float16, bfloat16 or float32")] = "float16",
+    vision_feature_layer: Annotated[int, typer.Option(help="CLIP layer whose patch features feed the projector")] = -2,
+) -> None:
+    """Build the published starting point (vicuna + CLIP + stage-1 projector) as a llava-hf directory."""
+    try:
+        from cvqa_bench.models.assemble import assemble_llava
+
+        path = assemble_llava(llm, vision, projector, out, vision_feature_layer=vision_feature_layer, dtype=dtype)
+    except _user_errors() as exc:
+        _fail(str(exc))
+    console.print(f"assembled llava-hf checkpoint: {path}")
+
+
 @app.command("list")
 def list_(what: Annotated[str, typer.Argument(help="methods, sequences or scorers")]) -> None:
     """List the registered methods, shipped sequences or scorers."""

@@ -300,3 +300,23 @@ def test_unknown_dtype_is_refused(sources: dict[str, Any], tmp_path: Path) -> No
     with pytest.raises(AssembleError, match="dtype 'int8' is not one of float16, bfloat16, float32"):
         assemble_llava(sources["llm_dir"], sources["vision_dir"], sources["projector_path"], tmp_path / "o",
                        dtype="int8")
+
+
+def test_cli_assemble_writes_a_loadable_checkpoint_and_refuses_bad_input(sources: dict[str, Any],
+                                                                          tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cvqa_bench.cli import app
+    from cvqa_bench.models.assemble import read_base_record
+
+    out = tmp_path / "base"
+    args = ["assemble", "--llm", str(sources["llm_dir"]), "--vision", str(sources["vision_dir"]),
+            "--projector", str(sources["projector_path"]), "--dtype", "float32"]
+    result = CliRunner().invoke(app, [*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "config.json").is_file() and read_base_record(out)["projector"]["path"].endswith("mm_projector.bin")
+
+    missing = tmp_path / "nope"
+    result = CliRunner().invoke(app, [*args[:1], "--llm", str(missing), *args[3:], "--out", str(tmp_path / "b2")])
+    assert result.exit_code == 2 and str(missing) in result.output
+    assert not (tmp_path / "b2").exists()
