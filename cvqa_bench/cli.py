@@ -81,8 +81,11 @@ def run(
             except RunStopped as exc:
                 _fail(f"{exc}. What was saved is kept; continue with the same command plus --resume "
                       f"(--out {folder})", code=1)
-            print_run(folder, console)
-            console.print(f"run folder: {folder}")
+            from cvqa_bench import distributed
+
+            if distributed.is_main():  # one report, not one per process
+                print_run(folder, console)
+                console.print(f"run folder: {folder}")
     except _user_errors() as exc:
         _fail(str(exc))
 

@@ -1,4 +1,9 @@
-"""Batched greedy generation (KV cache, left padding) on a task's test rows → prediction records."""
+"""Batched greedy generation (KV cache, left padding) on a task's test rows → prediction records.
+
+Under a multi-process run each process generates a shard of whole batches (:func:`shard_rows`), so
+every batch holds the same rows as in a single-process run with the same batch size and the merged
+predictions are the same bytes.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,20 @@ from typing import Any
 import torch
 
 from cvqa_bench.models.prompting import encode_prompts
+
+
+def shard_rows(n_rows: int, batch_size: int, rank: int = 0, world_size: int = 1) -> list[int]:
+    """Indices of the rows process ``rank`` of ``world_size`` evaluates: whole batches, dealt round-robin.
+
+    Batch ``b`` (rows ``b*batch_size`` to ``(b+1)*batch_size - 1``) goes to process ``b % world_size``.
+    Only the very last batch of all can be short, and it is the last one of its shard, so batching the
+    shard's rows again with ``batch_size`` gives back exactly the single-process batches.
+    """
+    if batch_size <= 0 or world_size <= 0 or not 0 <= rank < world_size:
+        raise ValueError(f"shard_rows: need batch_size > 0 and 0 <= rank < world_size, got {batch_size}, "
+                         f"{rank}, {world_size}")
+    return [i for start in range(rank * batch_size, n_rows, world_size * batch_size)
+            for i in range(start, min(start + batch_size, n_rows))]
 
 
 @torch.no_grad()

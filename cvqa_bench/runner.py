@@ -3,6 +3,9 @@
 Everything a run writes goes through ``cvqa_bench.io`` (atomic). A stage whose DONE.json carries the
 same stage hash is not retrained on ``--resume``; a predictions file whose ids match the test split is
 not regenerated. Every input is validated before the model is loaded.
+
+Launched as several processes (``torchrun`` / ``accelerate launch``), every process runs the same
+stages; the main process alone creates, checks and writes the run folder (``cvqa_bench.distributed``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from cvqa_bench import distributed
 from cvqa_bench.config import ConfigError, RunConfig, SequenceSpec, load_sequence, reorder_tasks, validate_model
 from cvqa_bench.interrupt import InterruptFlag
 from cvqa_bench.io import atomic_write_text, read_jsonl
@@ -43,20 +47,33 @@ class PreparedRun:
 
 
 def prepare(config: RunConfig, check_images: bool = True) -> PreparedRun:
-    """Validate the sequence, every data file and image, and the method options; raise on the first problem."""
+    """Validate the sequence, every data file and image, and the method options; raise on the first problem.
+
+    Under a multi-process launch this joins the process group; the main process validates (and
+    generates a synthetic sequence's files) first, the others then load what it checked.
+    """
     from cvqa_bench.data.sources import load_sequence_data, resolve_data_root
+    from cvqa_bench.train import has_step_hook
 
     sequence, seq_path = load_sequence(config.sequence)
     sequence = reorder_tasks(sequence, config.task_order)
     method_cls = methods.get(config.method.name)
     options = validate_model(method_cls.Options, config.method.options, f"method {config.method.name!r} options")
-    data_root = resolve_data_root(sequence, seq_path, config.data_root)
-    tasks = load_sequence_data(sequence, seq_path, config.data_root, check_images=check_images)
-    return PreparedRun(config, sequence, tasks, method_cls(options, seed=config.seed), data_root)
+    method = method_cls(options, seed=config.seed)
+    distributed.check_deepspeed(config.method.name, has_step_hook(method))
+    distributed.init()
+    with distributed.main_first():
+        data_root = resolve_data_root(sequence, seq_path, config.data_root)
+        tasks = load_sequence_data(sequence, seq_path, config.data_root,
+                                   check_images=check_images and distributed.is_main())
+    return PreparedRun(config, sequence, tasks, method, data_root)
 
 
 def init_run_dir(run: RunDir, prepared: PreparedRun, resume: bool) -> None:
-    """Create the run folder, or check that the one being resumed was made with the same config."""
+    """Create the run folder, or check that the one being resumed was made with the same config.
+
+    Call it on the main process only (``execute`` does): the others would find its config.yaml.
+    """
     config_yaml = yaml.safe_dump(prepared.config.model_dump(mode="json"), sort_keys=True)
     if run.config.is_file():
         if not resume:
@@ -101,8 +118,9 @@ def execute(prepared: PreparedRun, out: Path, *, resume: bool = False, console: 
     """Run every stage of ``prepared`` into ``out`` and return the metrics."""
     from cvqa_bench.stages import StageRunner
 
+    distributed.init()
     run = RunDir(Path(out))
-    init_run_dir(run, prepared, resume)
+    distributed.run_on_main(init_run_dir, run, prepared, resume)
     with InterruptFlag() as interrupt:
         stages = StageRunner(prepared, run, console=console, interrupt=interrupt)
         stages.write_manifest()
@@ -110,7 +128,7 @@ def execute(prepared: PreparedRun, out: Path, *, resume: bool = False, console: 
         for stage in range(1, len(prepared.tasks) + 1):
             stages.train_or_restore(stage)
             stages.evaluate(stage)
-    metrics = summarize(run.root, meta=_meta(prepared, run))
+    metrics = distributed.run_on_main(summarize, run.root, meta=_meta(prepared, run))
     stages.finish_manifest()
     return metrics
 

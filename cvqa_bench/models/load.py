@@ -43,9 +43,21 @@ def model_directory(spec: ModelSpec) -> Path:
     return path
 
 
+def base_provenance(spec: ModelSpec, model_dir: str | Path) -> dict[str, Any]:
+    """Where the base model came from, for the manifest: ``base`` (the assembly record of an assembled
+    checkpoint, else None) and ``base_kind`` ("assembled", "llava-hf checkpoint" or "tiny")."""
+    from cvqa_bench.models.assemble import read_base_record
+
+    base = read_base_record(model_dir)
+    kind = "assembled" if base is not None else "tiny" if spec.tiny is not None else "llava-hf checkpoint"
+    return {"base": base, "base_kind": kind}
+
+
 def default_device() -> torch.device:
-    """CUDA when present, else CPU."""
-    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    """This process's device: ``cuda:<local rank>`` under a multi-GPU launch, else CUDA when present, else CPU."""
+    from cvqa_bench.distributed import process_device
+
+    return process_device()
 
 
 def load_model(spec: ModelSpec, device: torch.device | None = None) -> LoadedModel:
