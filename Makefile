@@ -19,8 +19,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
+# The main job: llaca on the embedded synthetic sequence (configs/default.yaml), from scratch each time.
 run: $(STAMP)
-	$(BIN)/cvqa run --sequence synthetic --method llaca --out results/default $(RUN_ARGS)
+	rm -rf results/default
+	$(BIN)/cvqa run --config configs/default.yaml --out results/default $(RUN_ARGS)
 
 # One torch thread per test process: the tiny model gains nothing from two on 2 cores, and the
 # subprocess tests (kill/resume, distributed) would oversubscribe the cores.
@@ -37,5 +39,5 @@ reproduce: $(STAMP)
 # Deliberately refresh the committed reference results that CI compares against (tests/test_regression.py).
 reference: $(STAMP)
 	rm -rf results/regression results/reproduce
-	$(BIN)/cvqa experiment configs/regression.yaml --reference results/reference/regression
+	OMP_NUM_THREADS=1 $(BIN)/cvqa experiment configs/regression.yaml --reference results/reference/regression  # as CI runs it
 	$(BIN)/cvqa experiment configs/reproduce.yaml --reference results/reference/reproduce
