@@ -101,7 +101,8 @@ class ModelSpec(StrictModel):
     """Which LLaVA to load: a local llava-hf directory (``path``) or the tiny offline one (``tiny``)."""
 
     path: str | None = Field(None, description="local directory in the llava-hf layout")
-    tiny: str | None = Field(None, description="YAML of the tiny offline model, built and cached on use")
+    tiny: str | None = Field(None, description="YAML of the tiny offline model, built and cached on use "
+                             "(the default when no path is given)")
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     lora: LoraSpec | None = Field(default_factory=LoraSpec, description="null = full-parameter training")
     train_projector: bool = True
@@ -110,8 +111,10 @@ class ModelSpec(StrictModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelSpec:
-        if (self.path is None) == (self.tiny is None):
+        if self.path is not None and self.tiny is not None:
             raise ValueError("model needs exactly one of 'path' (local checkpoint) or 'tiny' (tiny model YAML)")
+        if self.path is None and self.tiny is None:
+            self.tiny = str(CONFIGS_DIR / "models" / "tiny.yaml")  # the embedded default
         return self
 
 
@@ -163,7 +166,7 @@ class RunConfig(StrictModel):
     )
     data_root: str | None = None
     method: MethodSpec = Field(default_factory=MethodSpec)
-    model: ModelSpec = Field(default_factory=lambda: ModelSpec(tiny=str(CONFIGS_DIR / "models" / "tiny.yaml")))
+    model: ModelSpec = Field(default_factory=ModelSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
     eval: EvalSpec = Field(default_factory=EvalSpec)
     seed: int = 0

@@ -17,7 +17,14 @@ from cvqa_bench.config import (
 
 def test_defaults_build_the_embedded_default_run():
     cfg = load_run_config(None)
-    assert cfg.sequence == "synthetic" and cfg.method.name == "finetune" and cfg.model.tiny is not None
+    assert cfg.sequence == "synthetic" and cfg.method.name == "finetune"
+    assert cfg.model.tiny is not None and cfg.model.tiny.endswith("configs/models/tiny.yaml")
+
+
+def test_a_partial_model_section_keeps_the_default_tiny_model():
+    cfg = load_run_config(None, {"model.lora": None, "model.dtype": "bfloat16"})
+    assert cfg.model.lora is None and cfg.model.tiny.endswith("configs/models/tiny.yaml")
+    assert load_run_config(None, {"model.path": "/m"}).model.tiny is None
 
 
 @pytest.mark.parametrize(
@@ -29,7 +36,6 @@ def test_defaults_build_the_embedded_default_run():
         ("train: {warmup_ratio: 1.5}\n", "train.warmup_ratio"),
         ("eval: {batch_size: 0}\n", "eval.batch_size"),
         ("model: {path: /x, tiny: /y}\n", "exactly one of 'path'"),
-        ("model: {tiny: null}\n", "exactly one of 'path'"),
         ("model: {dtype: float8}\n", "model.dtype"),
     ],
 )
