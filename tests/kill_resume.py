@@ -56,13 +56,14 @@ class Iteration:
     identical: bool = False
 
 
-def write_inputs(workdir: Path, method: str) -> tuple[Path, list[str]]:
-    """The sequence YAML and the CLI arguments of the run under test."""
+def write_inputs(workdir: Path, method: str, steps: int = 12) -> tuple[Path, list[str]]:
+    """The sequence YAML and the CLI arguments of the run under test (``steps`` optimizer steps per task)."""
     workdir.mkdir(parents=True, exist_ok=True)
     seq = workdir / "kill-resume.yaml"
     seq.write_text(yaml.safe_dump(SEQUENCE, sort_keys=False))
     args = ["--sequence", str(seq), "--method", method, "--seed", "0",
-            "--set", "train.max_steps=12", "--set", "train.batch_size=8", "--set", "train.checkpoint_every=3",
+            "--set", f"train.max_steps={steps}", "--set", "train.batch_size=8",
+            "--set", f"train.checkpoint_every={max(1, steps // 4)}",
             "--set", "eval.batch_size=8"]
     return seq, args
 
@@ -134,16 +135,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/cvqa-kill-resume"))
     parser.add_argument("--method", default="llaca")
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill times")
+    parser.add_argument("--kills", type=int, default=3, help="kills per iteration before it may finish")
+    parser.add_argument("--steps", type=int, default=12, help="optimizer steps per task (more = longer stages)")
     opts = parser.parse_args(argv)
     env = {**os.environ, "CVQA_CACHE": str(opts.workdir / "cache")}
-    _, args = write_inputs(opts.workdir, opts.method)
+    _, args = write_inputs(opts.workdir, opts.method, opts.steps)
     expected, seconds = reference_run(opts.workdir, args, env)
     print(f"reference run: {seconds:.1f} s, {len(expected)} files fingerprinted")
     rng = random.Random(opts.seed)
     failures = 0
     for i in range(opts.iterations):
         out = opts.workdir / f"killed-{opts.seed}-{i}"
-        iteration = killed_run(out, args, env, budget=seconds * 0.9, rng=rng)
+        iteration = killed_run(out, args, env, budget=seconds * 0.9, rng=rng, max_attempts=opts.kills + 1)
         iteration.identical = fingerprint(out) == expected
         failures += not iteration.identical
         kills = [a for a in iteration.attempts if a.killed]
