@@ -15,7 +15,7 @@ import argparse
 import torch
 
 from cvqa_bench.bench import bench_generation
-from cvqa_bench.config import CONFIGS_DIR, ModelSpec
+from cvqa_bench.config import ModelSpec
 from cvqa_bench.io import atomic_write_json
 
 
@@ -59,8 +59,7 @@ def main() -> None:
     args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    spec = (ModelSpec(path=args.path, dtype=args.dtype) if args.path
-            else ModelSpec(tiny=args.tiny or str(CONFIGS_DIR / "models" / "tiny.yaml"), dtype=args.dtype))
+    spec = ModelSpec(path=args.path, tiny=args.tiny, dtype=args.dtype)  # neither given: the tiny default
     result = bench_generation(
         spec, batch_sizes=tuple(args.batch_sizes), n_questions=args.n_questions,
         max_new_tokens=args.max_new_tokens, repeats=args.repeats, force_length=not args.no_force_length,

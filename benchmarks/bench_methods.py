@@ -16,7 +16,7 @@ import argparse
 import torch
 
 from cvqa_bench.bench import bench_methods
-from cvqa_bench.config import CONFIGS_DIR, LoraSpec, ModelSpec
+from cvqa_bench.config import LoraSpec, ModelSpec
 from cvqa_bench.io import atomic_write_json
 
 
@@ -47,9 +47,7 @@ def parse_args() -> argparse.Namespace:
 def model_spec(args: argparse.Namespace) -> ModelSpec:
     """The ModelSpec the options describe."""
     lora = None if args.full else LoraSpec(**({"target_modules": args.lora_targets} if args.lora_targets else {}))
-    if args.path:
-        return ModelSpec(path=args.path, dtype=args.dtype, lora=lora)
-    return ModelSpec(tiny=args.tiny or str(CONFIGS_DIR / "models" / "tiny.yaml"), dtype=args.dtype, lora=lora)
+    return ModelSpec(path=args.path, tiny=args.tiny, dtype=args.dtype, lora=lora)  # neither: the tiny default
 
 
 def print_table(result: dict) -> None:
