@@ -14,7 +14,7 @@ import argparse
 
 import torch
 
-from cvqa_bench.bench import bench_generation
+from cvqa_bench.bench.generation import bench_generation
 from cvqa_bench.config import ModelSpec
 from cvqa_bench.io import atomic_write_json
 

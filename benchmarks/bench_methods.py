@@ -15,7 +15,7 @@ import argparse
 
 import torch
 
-from cvqa_bench.bench import bench_methods
+from cvqa_bench.bench.methods import bench_methods
 from cvqa_bench.config import LoraSpec, ModelSpec
 from cvqa_bench.io import atomic_write_json
 

@@ -17,7 +17,7 @@ import argparse
 import random
 import time
 
-from cvqa_bench.scorers import get_scorer
+from cvqa_bench.scoring import get_scorer
 
 _WORDS = [
     "yes", "no", "red", "blue", "white", "black", "dog", "cat", "man", "woman", "tennis",

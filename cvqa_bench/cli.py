@@ -28,7 +28,7 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
-    from cvqa_bench.data.coin import DataError
+    from cvqa_bench.data.rows import DataError
 
     return (*USER_ERRORS, DataError)
 
@@ -66,7 +66,8 @@ def run(
         overrides.update({"model.path": model, "model.tiny": None})
     seed_list = [int(s) for s in seeds.split(",")] if seeds else [None]
     try:
-        from cvqa_bench import runner
+        from cvqa_bench.run.loop import execute
+        from cvqa_bench.run.prepare import prepare
 
         for run_seed in seed_list:
             if run_seed is not None:
@@ -75,13 +76,13 @@ def run(
             folder = out or Path("results") / f"{Path(cfg.sequence).stem}-{cfg.method.name}-seed{cfg.seed}"
             if run_seed is not None and out is not None:
                 folder = out.with_name(f"{out.name}-seed{run_seed}")
-            prepared = runner.prepare(cfg)
+            prepared = prepare(cfg)
             try:
-                runner.execute(prepared, folder, resume=resume, console=err_console)
+                execute(prepared, folder, resume=resume, console=err_console)
             except RunStopped as exc:
                 _fail(f"{exc}. What was saved is kept; continue with the same command plus --resume "
                       f"(--out {folder})", code=1)
-            from cvqa_bench import distributed
+            from cvqa_bench.run import distributed
 
             if distributed.is_main():  # one report, not one per process
                 print_run(folder, console)
@@ -98,8 +99,8 @@ def experiment(
 ) -> None:
     """Run every method × seed of an experiment (finished runs are skipped) and write the combined report."""
     try:
-        from cvqa_bench.experiment import export_reference, load_experiment, run_experiment
-        from cvqa_bench.report import print_report
+        from cvqa_bench.run.experiment import export_reference, load_experiment, run_experiment
+        from cvqa_bench.report.build import print_report
 
         experiment_spec = load_experiment(spec)
         result = run_experiment(experiment_spec, console=err_console, extra_overrides=_parse_sets(set_))
@@ -120,8 +121,8 @@ def score(
 ) -> None:
     """Re-score a run's stored predictions (never retrains) and rewrite its matrix and metrics."""
     try:
-        from cvqa_bench.runner import summarize
-        from cvqa_bench.scorers import scorers
+        from cvqa_bench.run.loop import summarize
+        from cvqa_bench.scoring import scorers
 
         if scorer is not None:
             scorers.check(scorer)
@@ -140,7 +141,7 @@ def report(
 ) -> None:
     """Tables and plots for one run, or several runs side by side (seeds grouped as mean ± std)."""
     try:
-        from cvqa_bench.report import build_report, print_report
+        from cvqa_bench.report.build import build_report, print_report
 
         bad = sorted(set(format) - {"md", "csv", "json", "latex"})
         if bad:
@@ -179,7 +180,7 @@ def list_(what: Annotated[str, typer.Argument(help="methods, sequences or scorer
 
         rows = methods.descriptions()
     elif what == "scorers":
-        from cvqa_bench.scorers import scorers
+        from cvqa_bench.scoring import scorers
 
         rows = scorers.descriptions()
     elif what == "sequences":
@@ -192,7 +193,7 @@ def list_(what: Annotated[str, typer.Argument(help="methods, sequences or scorer
 
 def print_run(run_dir: Path, out: Console) -> None:
     """Print one run's matrix and metrics (and refresh its report.md / heatmap.png)."""
-    from cvqa_bench.report import build_report, print_report
+    from cvqa_bench.report.build import build_report, print_report
 
     print_report(build_report([run_dir], run_dir, formats=("md",)), out)
 
@@ -213,7 +214,7 @@ def validate(
 ) -> None:
     """Check a sequence: its YAML, every data file, every row and every image. Exit 2 on any problem."""
     try:
-        from cvqa_bench.validation import validate_sequence
+        from cvqa_bench.data.validation import validate_sequence
 
         problems, summary = validate_sequence(sequence, data_root)
     except _user_errors() as exc:

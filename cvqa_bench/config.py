@@ -58,7 +58,7 @@ class TaskSpec(StrictModel):
     @field_validator("scorer")
     @classmethod
     def _known_scorer(cls, name: str) -> str:
-        from cvqa_bench.scorers import scorers
+        from cvqa_bench.scoring import scorers
 
         scorers.check(name)
         return name

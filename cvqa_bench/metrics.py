@@ -2,7 +2,7 @@
 
 Conventions (0-based, as in code): ``acc`` is a T×T array in percent, ``acc[t, i]`` is the score on
 task ``i`` after training stage ``t + 1`` (row ``t`` = after training task ``t``); ``zero_shot`` is the
-length-T vector of the untrained model's scores (the run's stage-0 row). The DESIGN.md formulas use
+length-T vector of the untrained model's scores (the run's stage-0 row). The docs/design.md formulas use
 1-based stages ``A[t][i]``; ``A[t][i] == acc[t - 1, i - 1]``.
 
 Metrics that compare tasks across stages (``bwt``, ``forgetting``, ``forgetting_last``, ``fwt``) are
@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-# Names as the LLaCA paper prints them (reference/llaca.md section 3); metrics it does not report
+# Names as the LLaCA paper prints them (docs/methods.md, "Metrics the paper reports"); metrics it does not report
 # have no entry.
 PAPER_NAMES: dict[str, str] = {
     "final_avg": "Avg.ACC",
@@ -35,7 +35,7 @@ OTHER_NAMES: dict[str, str] = {
     "forgetting_last": "Avalanche forgetting",
 }
 
-# Display order of every metric compute_metrics can return, with a one-line formula (1-based, DESIGN.md).
+# Display order of every metric compute_metrics can return, with a one-line formula (1-based, docs/design.md).
 METRIC_FORMULAS: dict[str, str] = {
     "final_avg": "mean_i A[T][i]",
     "mft": "mean_i A[i][i]",

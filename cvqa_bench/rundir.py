@@ -1,4 +1,4 @@
-"""The layout of a run directory (DESIGN.md "A run directory"), in one place."""
+"""The layout of a run directory (docs/design.md, "The run folder"), in one place."""
 
 from __future__ import annotations
 

@@ -117,12 +117,12 @@ def assert_user_error(result, digest, coin: CoinData, before: dict[str, str], *f
 
 def test_the_untouched_data_root_is_valid(cvqa, coin):
     """The baseline every other test breaks in one place passes validation and preparation."""
-    from cvqa_bench import runner
+    from cvqa_bench.run.prepare import prepare
     from cvqa_bench.config import load_run_config
 
     result = cvqa("validate", coin.sequence)
     assert result.exit_code == 0, result.stderr
-    prepared = runner.prepare(load_run_config(coin.config, {"sequence": str(coin.sequence)}))
+    prepared = prepare(load_run_config(coin.config, {"sequence": str(coin.sequence)}))
     assert [len(t.train) for t in prepared.tasks] == [3] and [len(t.test) for t in prepared.tasks] == [3]
 
 

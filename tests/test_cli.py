@@ -11,7 +11,7 @@ import pytest
 
 COMMANDS = ("run", "score", "report", "list", "validate")
 SCORERS = {"vqa", "vqa_evalai", "exact", "choice", "contains", "grounding", "anls"}
-# A word of each method's description that says what it is (DESIGN.md "Methods").
+# A word of each method's description that says what it is (docs/design.md, "Methods").
 METHOD_WORDS = {"finetune": "sequential", "ema": "0.01", "llaca": "alpha", "replay": "buffer"}
 
 

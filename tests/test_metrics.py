@@ -1,4 +1,4 @@
-"""Metrics against hand-computed numbers (DESIGN.md metrics table, reference/llaca.md section 3)."""
+"""Metrics against hand-computed numbers (docs/design.md metrics table, docs/methods.md, "Metrics the paper reports")."""
 
 from __future__ import annotations
 

@@ -18,7 +18,9 @@ import uuid
 from pathlib import Path
 
 from cvqa_bench.config import PROJECT_ROOT, SequenceSpec, TaskSpec
-from cvqa_bench.data.coin import DataError, ImageChecker, TaskData, load_task, validate_task
+from cvqa_bench.data.coin import TaskData, load_task, validate_task
+from cvqa_bench.data.images import ImageChecker
+from cvqa_bench.data.rows import DataError
 from cvqa_bench.data.synthetic import GENERATOR_VERSION, generate
 from cvqa_bench.io import atomic_write_json
 

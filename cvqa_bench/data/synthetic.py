@@ -2,7 +2,7 @@
 
 Six skills mirror CoIN's diversity (multiple choice, open VQA with ten human answers,
 classification, counting, grounding, OCR) on small flat images that a random frozen tiny CLIP
-tower can still tell apart (reference/tiny-model.md: colour easily, shape with effort).
+tower can still tell apart (docs/design.md, "The tiny model": colour easily, shape with effort).
 ``generate`` writes ``<out>/<task>/train.json``, ``<out>/<task>/test.json`` and
 ``<out>/images/<task>/<split>_<n>.png``; the same spec always gives byte-identical files.
 """

@@ -1,6 +1,6 @@
 """The method interface: a fixed, typed set of no-op hooks the training loop calls at one place each.
 
-Hook order in a run (``runner.py`` / ``train.py``)::
+Hook order in a run (``run/stage.py`` / ``run/train.py``)::
 
     method.setup(tasks)                               once, before stage 1
     for each task:

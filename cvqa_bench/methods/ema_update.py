@@ -1,6 +1,6 @@
 """The EMA tensor math of ``ema`` and ``llaca``: the dynamic alpha, its fused and loop updates.
 
-Dynamic EMA (reference/llaca.md section 1), for every trainable tensor after every optimizer step::
+Dynamic EMA (docs/methods.md, "Dynamic EMA"), for every trainable tensor after every optimizer step::
 
     a = ||p - ema||_1     b = ||g||_1     c = ||g - g_prev||_1
     alpha = 2 (1 + b) / (a c),  and alpha := 0.01 unless 0 < alpha < 1

@@ -1,6 +1,6 @@
 """LLaCA instruction grouping: which parameter group a task joins, by TF-IDF similarity of instructions.
 
-The official rule (reference/llaca.md section 2): for every (new instruction, codebook instruction)
+The official rule (docs/methods.md, "Instruction grouping"): for every (new instruction, codebook instruction)
 pair, a ``TfidfVectorizer(stop_words="english")`` is fitted on just those two strings and their
 cosine similarity taken; a group's score is the mean over all pairs of distinct strings; the best
 group (highest mean, first on ties) is joined if its score reaches the threshold, else the task

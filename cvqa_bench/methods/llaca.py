@@ -1,4 +1,4 @@
-"""LLaCA: dynamic-alpha EMA of the trainable tensors plus instruction grouping (reference/llaca.md).
+"""LLaCA: dynamic-alpha EMA of the trainable tensors plus instruction grouping (docs/methods.md).
 
 Per task (decisions from ``llaca_plan``): load the start weights (the group's latest, the previous
 task's or the base model's), run the dynamic EMA after every optimizer step when EMA is on (the EMA

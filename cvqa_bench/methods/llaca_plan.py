@@ -1,6 +1,6 @@
 """LLaCA's per-task decisions: which group a task trains in, whether dynamic EMA is on, where it starts.
 
-Defaults follow the official protocol (reference/llaca.md section 2): a task that opens a new group
+Defaults follow the official protocol (docs/methods.md, "Instruction grouping"): a task that opens a new group
 starts from the previous task's parameters with dynamic EMA off; a task that joins a group starts
 from that group's latest parameters with dynamic EMA on. With grouping off, every task is in group 0
 with EMA on. A sequence's ``overrides`` may set any of the three per task, so the official CoIN

@@ -6,6 +6,7 @@ One code path for every scale: the tiny model is first materialised as a llava-h
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,9 +56,11 @@ def base_provenance(spec: ModelSpec, model_dir: str | Path) -> dict[str, Any]:
 
 def default_device() -> torch.device:
     """This process's device: ``cuda:<local rank>`` under a multi-GPU launch, else CUDA when present, else CPU."""
-    from cvqa_bench.distributed import process_device
-
-    return process_device()
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # the launcher's process count (torchrun, accelerate)
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
+    return torch.device("cuda")
 
 
 def load_model(spec: ModelSpec, device: torch.device | None = None) -> LoadedModel:

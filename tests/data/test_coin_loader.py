@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from cvqa_bench.config import SequenceSpec, TaskSpec
-from cvqa_bench.data import coin
+from cvqa_bench.data import coin, images
 from cvqa_bench.data.coin import DataError, extract_instruction, file_sha256, load_task, test_items_hash
 from cvqa_bench.data.sources import image_root, load_sequence_data, resolve_data_root, validate_sequence_data
 
@@ -215,8 +215,8 @@ def test_corrupt_image_is_reported_and_skipped_without_checks(tmp_path: Path) ->
 def test_each_image_is_opened_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = write_task(tmp_path)
     opened: list[str] = []
-    real_open = coin.Image.open
-    monkeypatch.setattr(coin.Image, "open", lambda path, *a, **k: opened.append(str(path)) or real_open(path, *a, **k))
+    real_open = images.Image.open
+    monkeypatch.setattr(images.Image, "open", lambda path, *a, **k: opened.append(str(path)) or real_open(path, *a, **k))
     load(root)
     # a/1.png is used by 2 train rows and 1 test row, a/2.png by 1 train row and 2 test rows.
     assert sorted(Path(p).name for p in opened) == ["1.png", "2.png"]

@@ -150,7 +150,7 @@ def test_coin_plan_reproduces_the_official_schedule_table() -> None:
     method = LLaCA()
     method.setup(coin_tasks())
     rows = {r["task"]: r for r in method.records()["tasks"]}
-    expected = {  # task: (group, dynamic EMA, starts from) -- reference/llaca.md section 2
+    expected = {  # task: (group, dynamic EMA, starts from) -- docs/methods.md, "Instruction grouping"
         "ScienceQA": (0, False, "previous"), "TextVQA": (1, False, "previous"),
         "ImageNet": (2, False, "previous"), "GQA": (1, True, "group"), "VizWiz": (1, True, "group"),
         "Grounding": (3, False, "previous"), "VQAv2": (1, True, "group"), "OCRVQA": (1, True, "group"),

@@ -1,0 +1,1 @@
+"""Benchmarks behind ``benchmarks/*.py``: method step time and state memory, batched generation."""

@@ -1,0 +1,131 @@
+"""`cvqa report` over one or several runs: tables in every format, plots, and the console view.
+
+:func:`build_report` turns one run into its matrix/metrics tables and heatmap, and several runs into
+a methods × metrics comparison plus a seen-average plot; runs whose config.yaml is identical apart
+from the seed (and run name / output path) are grouped as mean ± sample std (``report.groups``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cvqa_bench.io import atomic_write_json, atomic_write_text
+from cvqa_bench.metrics import METRIC_FORMULAS
+from cvqa_bench.report.groups import RunGroup, group_runs
+from cvqa_bench.report.summary import RunSummary, load_run, meta_lines
+from cvqa_bench.report.formats import latex_document_header, markdown_document, to_csv, to_latex, to_records
+from cvqa_bench.report.published import load_published, published_tables
+from cvqa_bench.report.tables import ComparisonRow, ReportTable, Stat, comparison_table, format_cell, matrix_table, metrics_table
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+FORMATS = ("md", "csv", "json", "latex")
+
+
+@dataclass
+class ReportResult:
+    """What :func:`build_report` made: the runs, their groups, the tables and the files written."""
+
+    out_dir: Path
+    runs: list[RunSummary]
+    groups: list[RunGroup]
+    tables: list[ReportTable]
+    files: list[Path] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def build_report(run_dirs: Sequence[Path], out_dir: Path, formats: Sequence[str] = ("md",),
+                 published: bool = False) -> ReportResult:
+    """Tables (``formats`` of md, csv, json, latex) and PNG plots of one or several runs, written into ``out_dir``.
+
+    One run: its accuracy matrix, every metric and a heatmap. Several: a comparison table (seeds of
+    one config grouped, mean ± sample std) and the seen-task average after each stage. ``published``
+    adds the paper's headline figures as separate, labelled tables.
+    """
+    from cvqa_bench.report.plots import plot_heatmap, plot_seen_average
+
+    formats = (formats,) if isinstance(formats, str) else tuple(formats)
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown or not formats:
+        raise ValueError(f"unknown report format(s) {unknown or list(formats)}; choose from {list(FORMATS)}")
+    if not run_dirs:
+        raise ValueError("build_report needs at least one run directory")
+    out_dir = Path(out_dir)
+    runs = [load_run(Path(d)) for d in run_dirs]
+    groups = group_runs(runs)
+    result = ReportResult(out_dir, runs, groups, [])
+    if len(runs) == 1:
+        run = runs[0]
+        scorers = [run.scorers[t] for t in run.tasks]
+        result.tables += [matrix_table(run.matrix, run.tasks, scorers, title="Accuracy matrix"),
+                          metrics_table(run.metrics)]
+        title, lines = f"Run {run.name}", meta_lines(run.meta)
+        result.files.append(plot_heatmap(run.matrix, run.tasks, scorers, out_dir / "heatmap.png",
+                                         title=f"{run.name}: accuracy after each stage"))
+    else:
+        tasks = list(dict.fromkeys(t for r in runs for t in r.tasks))
+        scorer_of = {t: s for r in reversed(runs) for t, s in r.scorers.items()}
+        rows = [ComparisonRow(g.label, g.seeds, {m: g.metric(m) for m in METRIC_FORMULAS},
+                              {t: g.final(t) for t in tasks}) for g in groups]
+        result.tables.append(comparison_table(rows, tasks, [scorer_of[t] for t in tasks]))
+        same_tasks = all(r.tasks == runs[0].tasks for r in runs)
+        result.files.append(plot_seen_average([g.curve() for g in groups], out_dir / "seen_average.png",
+                                              stage_labels=runs[0].tasks if same_tasks else None))
+        title = f"Comparison of {len(runs)} runs ({len(groups)} groups)"
+        lines = [f"{g.label}: " + ", ".join(f"{r.name} (seed {r.meta.get('seed')})" for r in g.runs) for g in groups]
+        if not same_tasks:
+            result.warnings.append("the runs do not share one task list; per-task columns are blank where absent")
+        for g in groups:
+            if len(set(map(str, g.seeds))) < len(g.seeds):
+                result.warnings.append(f"group {g.label!r} has repeated seeds {g.seeds}: its std is not over seeds")
+    if published:
+        result.tables += published_tables(load_published())
+    images = [p.name for p in result.files]
+    _write_formats(result, formats, title, lines, images)
+    return result
+
+
+def _write_formats(result: ReportResult, formats: Sequence[str], title: str, lines: list[str],
+                   images: list[str]) -> None:
+    out, tables = result.out_dir, result.tables
+    lines = lines + [f"warning: {w}" for w in result.warnings]
+    if "md" in formats:
+        result.files.append(atomic_write_text(out / "report.md", markdown_document(title, lines, tables, images)))
+    if "latex" in formats:
+        tex = latex_document_header() + "\n".join(to_latex(t) for t in tables)
+        result.files.append(atomic_write_text(out / "report.tex", tex))
+    if "csv" in formats:
+        result.files += [atomic_write_text(out / f"report_{t.key}.csv", to_csv(t)) for t in tables]
+    if "json" in formats:
+        runs = [{"name": r.name, "path": str(r.path), "tasks": r.tasks, "scorers": r.scorers, "meta": r.meta,
+                 "matrix": r.matrix.tolist(), "metrics": r.metrics,
+                 "group": next(g.label for g in result.groups if r in g.runs)} for r in result.runs]
+        doc = {"title": title, "std": "sample standard deviation (ddof=1)", "warnings": result.warnings,
+               "runs": runs, "tables": {t.key: to_records(t) for t in tables}}
+        result.files.append(atomic_write_json(out / "report.json", doc))
+
+
+def print_report(result: ReportResult, console: Console) -> None:
+    """Show the report's tables (rich), warnings and written files in a terminal."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    for table in result.tables:
+        caption = " ".join([table.caption, *table.notes]).strip()
+        view = Table(title=escape(table.title), caption=escape(caption) or None, caption_justify="left")
+        sub = table.subheader or [""] * len(table.columns)
+        for c, (name, extra) in enumerate(zip(table.columns, sub, strict=True)):
+            numeric = any(isinstance(row[c], float | Stat) for row in table.rows)
+            header = escape(name) + (f"\n[dim]{escape(extra)}[/dim]" if extra else "")
+            view.add_column(header, justify="right" if numeric else "left", no_wrap=numeric)
+        for row in table.rows:
+            view.add_row(*(escape(format_cell(cell)) for cell in row))
+        console.print(view)
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+    for path in result.files:
+        console.print(f"wrote {escape(str(path))}")

@@ -1,0 +1,89 @@
+"""An experiment: one run config crossed with several methods and seeds, then one combined report.
+
+``cvqa experiment configs/reproduce.yaml`` runs every (method, seed) into ``<out>/<method>-seed<N>``
+(finished runs are resumed, i.e. skipped) and writes the side-by-side report into ``<out>/report``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from cvqa_bench.config import PROJECT_ROOT, StrictModel, load_run_config, read_yaml, validate_model
+
+
+class ExperimentSpec(StrictModel):
+    """Methods × seeds on one base run config."""
+
+    name: str
+    description: str = ""
+    run_config: str = Field(description="run config YAML, relative to the project root")
+    methods: list[str] = Field(min_length=1)
+    seeds: list[int] = Field(min_length=1)
+    method_options: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-method options")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="dotted run-config overrides")
+    out: str = Field(description="output folder, relative to the project root")
+
+
+def load_experiment(path: str | Path) -> ExperimentSpec:
+    """Load and validate an experiment YAML."""
+    return validate_model(ExperimentSpec, read_yaml(path), str(path))
+
+
+def _project_path(path: str) -> Path:
+    candidate = Path(path)
+    return candidate if candidate.is_absolute() else PROJECT_ROOT / candidate
+
+
+def planned_runs(spec: ExperimentSpec, extra_overrides: dict[str, Any] | None = None) -> list[tuple[Path, Any]]:
+    """(run folder, resolved RunConfig) for every method × seed, validated before anything runs."""
+    runs = []
+    for method in spec.methods:
+        for seed in spec.seeds:
+            overrides = {**spec.overrides, **(extra_overrides or {}), "method.name": method, "seed": seed,
+                         "method.options": spec.method_options.get(method, {})}
+            config = load_run_config(_project_path(spec.run_config), overrides)
+            runs.append((_project_path(spec.out) / f"{method}-seed{seed}", config))
+    return runs
+
+
+def run_experiment(spec: ExperimentSpec, console: Any = None, extra_overrides: dict[str, Any] | None = None,
+                   formats: tuple[str, ...] = ("md", "csv", "json", "latex")) -> Any:
+    """Run (or resume) every planned run, then build the combined report; returns the report result."""
+    from cvqa_bench.run.loop import execute
+    from cvqa_bench.run.prepare import prepare
+    from cvqa_bench.report.build import build_report
+
+    plan = planned_runs(spec, extra_overrides)
+    prepared = [(folder, prepare(config)) for folder, config in plan]  # validate all inputs first
+    for folder, run in prepared:
+        if console is not None:
+            console.print(f"[bold]{folder.name}[/bold]")
+        execute(run, folder, resume=True, console=console)
+    return build_report([folder for folder, _ in plan], _project_path(spec.out) / "report", formats=formats,
+                        published=True)
+
+
+REFERENCE_FILES = ("config.yaml", "sequence.yaml", "manifest.json", "matrix.csv", "metrics.json",
+                   "method_records.json", "report.md", "heatmap.png")
+
+
+def export_reference(spec: ExperimentSpec, dest: Path) -> list[Path]:
+    """Copy each run's small result files (no weights, no predictions) and the report into ``dest``."""
+    import shutil
+
+    written = []
+    for folder, _ in planned_runs(spec):
+        for name in REFERENCE_FILES:
+            if (folder / name).is_file():
+                target = dest / folder.name / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                written.append(Path(shutil.copyfile(folder / name, target)))
+    report = _project_path(spec.out) / "report"
+    for path in sorted(report.glob("*")):
+        target = dest / "report" / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        written.append(Path(shutil.copyfile(path, target)))
+    return written

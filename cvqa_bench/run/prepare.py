@@ -1,0 +1,53 @@
+"""Everything a run checks before it loads a model: config, sequence, every data file and image, method options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cvqa_bench.config import RunConfig, SequenceSpec, load_sequence, reorder_tasks, validate_model
+from cvqa_bench.methods import methods
+from cvqa_bench.methods.base import Method, TaskInfo
+from cvqa_bench.run import distributed
+
+
+@dataclass
+class PreparedRun:
+    """A run whose inputs all validated: config, sequence, data, method (no model loaded yet)."""
+
+    config: RunConfig
+    sequence: SequenceSpec
+    tasks: list[Any]  # cvqa_bench.data.coin.TaskData, in sequence order
+    method: Method
+    data_root: Path
+
+    def task_infos(self) -> list[TaskInfo]:
+        """What the method may know about each task."""
+        return [
+            TaskInfo(i, t.spec.name, tuple(t.instructions), tuple(r["id"] for r in t.train))
+            for i, t in enumerate(self.tasks)
+        ]
+
+
+def prepare(config: RunConfig, check_images: bool = True) -> PreparedRun:
+    """Validate the sequence, every data file and image, and the method options; raise on the first problem.
+
+    Under a multi-process launch this joins the process group; the main process validates (and
+    generates a synthetic sequence's files) first, the others then load what it checked.
+    """
+    from cvqa_bench.data.sources import load_sequence_data, resolve_data_root
+    from cvqa_bench.run.train import has_step_hook
+
+    sequence, seq_path = load_sequence(config.sequence)
+    sequence = reorder_tasks(sequence, config.task_order)
+    method_cls = methods.get(config.method.name)
+    options = validate_model(method_cls.Options, config.method.options, f"method {config.method.name!r} options")
+    method = method_cls(options, seed=config.seed)
+    distributed.check_deepspeed(config.method.name, has_step_hook(method))
+    distributed.init()
+    with distributed.main_first():
+        data_root = resolve_data_root(sequence, seq_path, config.data_root)
+        tasks = load_sequence_data(sequence, seq_path, config.data_root,
+                                   check_images=check_images and distributed.is_main())
+    return PreparedRun(config, sequence, tasks, method, data_root)

@@ -1,0 +1,227 @@
+"""The stateful part of a run: the model, the method and the per-stage train / save / restore / evaluate steps.
+
+Under a multi-process launch every process holds the model and the method and runs the same steps;
+the main process alone decides what the run folder already holds (broadcast to the others) and
+writes every file, and each process evaluates a shard of the test rows that the main process merges.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from transformers import set_seed as seed_everything
+
+from cvqa_bench.run import distributed
+from cvqa_bench.run.checkpoint import (
+    all_finite,
+    latest_checkpoint,
+    load_method_state,
+    load_tensors,
+    save_method_state,
+    save_tensors,
+)
+from cvqa_bench.config import ConfigError
+from cvqa_bench.run.signals import NO_INTERRUPT, InterruptFlag
+from cvqa_bench.io import atomic_write_json, atomic_write_jsonl
+from cvqa_bench.run.manifest import build_manifest, now
+from cvqa_bench.methods.base import TaskContext, Trainables
+from cvqa_bench.models.load import base_provenance, load_model, model_directory
+from cvqa_bench.rundir import RunDir
+from cvqa_bench.errors import NonFiniteError
+from cvqa_bench.run.prepare import PreparedRun
+from cvqa_bench.run.resume import clean_stage_checkpoints, predictions_complete, stage_hash
+from cvqa_bench.run.train import interrupt_requested, train_stage
+
+
+class StageRunner:
+    """Holds the loaded model and the method across the stages of one run."""
+
+    def __init__(self, prepared: PreparedRun, run: RunDir, console: Console | None = None,
+                 interrupt: InterruptFlag = NO_INTERRUPT) -> None:
+        self.prepared = prepared
+        self.interrupt = interrupt
+        self.config = prepared.config
+        self.run = run
+        self.console = console or Console(stderr=True)
+        if not distributed.is_main():
+            self.console = Console(stderr=True, quiet=True)  # one progress display per run
+        self.infos = prepared.task_infos()
+        seed_everything(self.config.seed)  # LoRA init draws from the global RNG: the same on every process
+        with distributed.main_first():  # the tiny model is built into the cache once
+            model_directory(self.config.model)
+        self.loaded = load_model(self.config.model)
+        self.model = self.loaded.model
+        self.trainables = Trainables(self.model)
+        self.method = prepared.method
+        self.method.setup(self.infos)
+
+    # -- manifest ---------------------------------------------------------------------------------
+    def write_manifest(self) -> None:
+        """Write manifest.json (kept from an earlier attempt when resuming, with a resume timestamp)."""
+        distributed.run_on_main(self._write_manifest)
+
+    def _write_manifest(self) -> None:
+        from cvqa_bench.data.coin import file_sha256
+
+        if self.run.manifest.is_file():
+            manifest = json.loads(self.run.manifest.read_text())
+            manifest.setdefault("resumed", []).append(now())
+        else:
+            data = {
+                t.spec.name: {
+                    "train": file_sha256(self.prepared.data_root / t.spec.train),
+                    "test": file_sha256(self.prepared.data_root / t.spec.test),
+                    "test_items": t.test_hash(), "n_train": len(t.train), "n_test": len(t.test),
+                }
+                for t in self.prepared.tasks
+            }
+            model = {"source": self.loaded.source, "dtype": self.config.model.dtype,
+                     "trainable_params": self.trainables.numel(),
+                     **base_provenance(self.config.model, self.loaded.source)}
+            manifest = build_manifest(self.config.model_dump(mode="json"), data, model)
+            manifest["data_root"] = str(self.prepared.data_root)
+            manifest["distributed"] = self._processes()
+        atomic_write_json(self.run.manifest, manifest)
+
+    def _processes(self) -> dict[str, Any]:
+        world = distributed.world_size()
+        train = self.config.train
+        return {"world_size": world, "backend": distributed.backend(),
+                "rows_per_step": train.batch_size * train.grad_accum * world}
+
+    def finish_manifest(self) -> None:
+        """Stamp the end time."""
+        distributed.run_on_main(self._finish_manifest)
+
+    def _finish_manifest(self) -> None:
+        manifest = json.loads(self.run.manifest.read_text())
+        manifest["finished"] = now()
+        atomic_write_json(self.run.manifest, manifest)
+
+    # -- training ---------------------------------------------------------------------------------
+    def train_or_restore(self, stage: int) -> None:
+        """Train stage ``stage`` (1-based) and save it, or restore it when its DONE marker matches."""
+        info = self.infos[stage - 1]
+        task = self.prepared.tasks[stage - 1]
+        stage_dir = self.run.stage_dir(stage, info.name)
+        expected = stage_hash(self.config, self.prepared.sequence, stage)
+        done, checkpoint = distributed.run_on_main(self._stage_on_disk, stage_dir, expected)
+        if done:
+            self.restore(stage_dir)
+            self.console.print(f"[dim]stage {stage} ({info.name}): done earlier, restored[/dim]")
+            return
+        ctx = TaskContext(stage=stage, task=info, tasks=self.infos, trainables=self.trainables)
+        if checkpoint is not None:  # resume inside the stage: the method state saved with that checkpoint
+            load_method_state(checkpoint, self.method, self.loaded.device)
+        rows = self.method.train_rows(info, task.train)
+        where = f", resuming from {checkpoint.name}" if checkpoint else ""
+        self.console.print(f"[bold]stage {stage}/{len(self.infos)}[/bold]: training on {info.name} "
+                           f"({len(rows)} rows, method {self.config.method.name}{where})")
+        seed_everything(self.config.seed * 1000 + stage)
+        started = time.perf_counter()
+        self.method.before_task(ctx)
+        result = train_stage(
+            self.model, self.loaded.processor, rows, self.method, info, self.trainables, self.config.train,
+            stage_dir / "trainer", seed=self.config.seed * 1000 + stage,
+            pad_to_square=self.config.model.pad_to_square, resume_from=checkpoint, interrupt=self.interrupt,
+        )
+        self.method.after_task(ctx)
+        weights = self.trainables.snapshot()
+        bad = all_finite(weights) or all_finite(self.method.state_dict())
+        if bad is not None:
+            raise NonFiniteError(f"task {info.name!r}: {bad!r} is not finite after the stage; nothing was saved")
+        distributed.run_on_main(self._save_stage, stage_dir, weights, {
+            "stage": stage, "task": info.name, "stage_hash": expected, "steps": result.steps,
+            "train_loss": result.final_loss, "losses": result.losses, "rows": len(rows),
+            "world_size": distributed.world_size(),
+            "seconds": round(time.perf_counter() - started, 3),
+        })
+
+    def _stage_on_disk(self, stage_dir: Path, expected: str) -> tuple[bool, Path | None]:
+        """(stage done with this hash, newest complete in-stage checkpoint); refuses another process count."""
+        done = stage_dir / "DONE.json"
+        if done.is_file() and json.loads(done.read_text()).get("stage_hash") == expected:
+            return True, None
+        manifest = json.loads(self.run.manifest.read_text()) if self.run.manifest.is_file() else {}
+        before = manifest.get("distributed", {}).get("world_size", 1)
+        if before != distributed.world_size():
+            raise ConfigError(
+                f"{self.run.manifest}: this run trains with {before} process(es), this launch has "
+                f"{distributed.world_size()}; a stage trained with another count would see another number of "
+                f"rows per optimizer step (batch_size x grad_accum x processes). Relaunch with {before} "
+                "process(es), or start a new run with --out"
+            )
+        return False, latest_checkpoint(stage_dir / "trainer")
+
+    def _save_stage(self, stage_dir: Path, weights: dict[str, Any], done: dict[str, Any]) -> None:
+        save_tensors(stage_dir / "weights.safetensors", weights)
+        save_method_state(stage_dir, self.method)
+        atomic_write_json(self.run.method_records, self.method.records())
+        atomic_write_json(stage_dir / "DONE.json", {**done, "finished": now()})
+        clean_stage_checkpoints(stage_dir)
+
+    def restore(self, stage_dir: Path) -> None:
+        """Load a saved stage's weights and method state."""
+        self.trainables.load(load_tensors(stage_dir / "weights.safetensors", self.loaded.device))
+        load_method_state(stage_dir, self.method, self.loaded.device)
+
+    # -- evaluation -------------------------------------------------------------------------------
+    def evaluate(self, stage: int) -> None:
+        """Write the predictions of every task after ``stage`` (0 = base model), skipping complete cells.
+
+        Each process generates a shard of whole batches; the main process merges them in row order.
+        """
+        from cvqa_bench.run.evaluate import generate_predictions, shard_rows
+
+        stage_task = self.infos[stage - 1].name if stage else None
+        pending = distributed.run_on_main(self._pending, stage, stage_task)
+        if not pending:
+            return
+        current = self.trainables.snapshot() if stage else None
+        batch_size = self.config.eval.batch_size
+        with self._progress() as progress:
+            for index in pending:
+                info, task = self.infos[index], self.prepared.tasks[index]
+                interrupt_requested(self.interrupt)
+                self.interrupt.check(f"before evaluating {info.name!r} after stage {stage}")
+                rows = self._test_rows(task)
+                shard = shard_rows(len(rows), batch_size, distributed.rank(), distributed.world_size())
+                bar = progress.add_task(f"eval {RunDir.stage_name(stage, stage_task)} → {info.name}", total=len(shard))
+                state = self.method.eval_state(info) if stage else None
+                if state is not None:
+                    self.trainables.load(state)  # the parameter group this task is routed to
+                records = generate_predictions(
+                    self.model, self.loaded.processor, [rows[i] for i in shard], batch_size=batch_size,
+                    max_new_tokens=task.spec.max_new_tokens, pad_to_square=self.config.model.pad_to_square,
+                    progress=lambda n, bar=bar: progress.advance(bar, n),
+                )
+                if state is not None:
+                    self.trainables.load(current)
+                shards = distributed.gather_to_main(list(zip(shard, records)))
+                distributed.run_on_main(self._write_predictions, self.run.predictions(stage, stage_task, info.name),
+                                        shards, len(rows))
+
+    def _pending(self, stage: int, stage_task: str | None) -> list[int]:
+        """Indices of the tasks whose predictions after ``stage`` are missing or incomplete."""
+        return [
+            i for i, (info, task) in enumerate(zip(self.infos, self.prepared.tasks))
+            if not predictions_complete(self.run.predictions(stage, stage_task, info.name), self._test_rows(task))
+        ]
+
+    @staticmethod
+    def _write_predictions(path: Path, shards: list[list[tuple[int, dict[str, Any]]]] | None, n_rows: int) -> None:
+        assert shards is not None  # the main process received every shard
+        atomic_write_jsonl(path, distributed.merge_indexed(shards, n_rows))
+
+    def _test_rows(self, task: Any) -> list[dict[str, Any]]:
+        limit = self.config.eval.limit
+        return task.test[:limit] if limit else task.test
+
+    def _progress(self) -> Progress:
+        return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=self.console, transient=True)

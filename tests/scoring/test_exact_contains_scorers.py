@@ -1,0 +1,43 @@
+"""``exact`` (GQA / OCR-VQA / single-answer VQAv2) and ``contains`` (ImageNet, empty-prediction bug fixed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cvqa_bench.scoring import get_scorer
+
+
+@pytest.mark.parametrize(
+    ("prediction", "answers", "expected"),
+    [
+        ("red", "red", 1.0),
+        ("Red.", "red", 1.0),  # case and trailing period ignored
+        ("  RED...  ", ["red"], 1.0),  # every trailing period and surrounding whitespace
+        ("red", "Red.", 1.0),  # the gold side gets the same treatment
+        ("blue", ["red", "Blue"], 1.0),  # any of the answers
+        ("red car", "red", 0.0),  # no containment
+        ("r.ed", "red", 0.0),  # only trailing periods go
+        ("", "red", 0.0),
+        (None, "red", 0.0),
+        ("...", "red", 0.0),
+    ],
+)
+def test_exact(prediction, answers, expected) -> None:
+    assert get_scorer("exact").score(prediction, answers) == expected
+
+
+@pytest.mark.parametrize(
+    ("prediction", "answers", "expected"),
+    [
+        ("a golden retriever", "golden retriever", 1.0),  # gold in prediction
+        ("retriever", "golden retriever", 1.0),  # prediction in gold
+        ("  Golden Retriever ", "golden retriever", 1.0),  # lowercased and stripped
+        ("tabby cat", ["dog", "cat"], 1.0),  # any answer
+        ("cat", "dog", 0.0),
+        ("", "dog", 0.0),  # CoIN counted this as right ("" in gold)
+        ("   ", "dog", 0.0),
+        (None, "dog", 0.0),
+    ],
+)
+def test_contains(prediction, answers, expected) -> None:
+    assert get_scorer("contains").score(prediction, answers) == expected
