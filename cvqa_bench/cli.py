@@ -118,16 +118,26 @@ def experiment(
 def score(
     run_dir: Annotated[Path, typer.Argument(help="a run folder")],
     scorer: Annotated[str | None, typer.Option(help="re-score every task with this scorer")] = None,
+    protocol: Annotated[str | None, typer.Option(
+        help="official (CoIN's scripts, bugs included) or corrected; default: the run's own. "
+             "Another protocol than the run's is written to RUN_DIR/protocols/<protocol>/")] = None,
 ) -> None:
     """Re-score a run's stored predictions (never retrains) and rewrite its matrix and metrics."""
     try:
+        from cvqa_bench.rundir import RunDir
         from cvqa_bench.run.loop import summarize
         from cvqa_bench.scoring import scorers
+        from cvqa_bench.scoring.protocol import PROTOCOLS
 
         if scorer is not None:
             scorers.check(scorer)
-        summarize(run_dir, scorer_override=scorer)
-        print_run(run_dir, console)
+        if protocol is not None and protocol not in PROTOCOLS:
+            raise ConfigError(f"--protocol: unknown {protocol!r}; choose from {', '.join(PROTOCOLS)}")
+        if not (run_dir / "config.yaml").is_file():
+            raise ConfigError(f"{run_dir / 'config.yaml'}: not found; {run_dir} is not a run folder")
+        summarize(run_dir, scorer_override=scorer, protocol=protocol)
+        own = (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("protocol", "corrected")
+        print_run(run_dir if protocol in (None, own) else RunDir(run_dir).protocol_dir(protocol), console)
     except (*_user_errors(), ValueError) as exc:
         _fail(str(exc))
 

@@ -50,3 +50,7 @@ class RunDir:
     def scores(self, stage: int, stage_task: str | None, eval_task: str) -> Path:
         """Score JSON (scorer, n, score) of one matrix cell."""
         return self.root / "scores" / self.stage_name(stage, stage_task) / f"{eval_task}.json"
+
+    def protocol_dir(self, protocol: str) -> Path:
+        """Scores and summary of the run re-scored under a protocol other than its own."""
+        return self.root / "protocols" / protocol

@@ -11,6 +11,8 @@ import pytest
 
 COMMANDS = ("run", "score", "report", "list", "validate")
 SCORERS = {"vqa", "vqa_evalai", "exact", "choice", "contains", "grounding", "anls"}
+OFFICIAL_SCORERS = {"exact_official", "exact_official_gqa", "exact_official_ocrvqa", "grounding_official",
+                    "imagenet_official", "scienceqa_official"}  # the `official` protocol
 # A word of each method's description that says what it is (docs/design.md, "Methods").
 METHOD_WORDS = {"finetune": "sequential", "ema": "0.01", "llaca": "alpha", "replay": "buffer"}
 
@@ -70,11 +72,11 @@ def test_list_methods_shows_all_four_with_descriptions(cvqa):
         assert word in rows[name], f"{name}: description {rows[name]!r} lacks {word!r}"
 
 
-def test_list_scorers_shows_the_seven(cvqa):
+def test_list_scorers_shows_the_corrected_and_the_official_ones(cvqa):
     result = cvqa("list", "scorers")
     assert result.exit_code == 0
     rows = listed(result.stdout)
-    assert set(rows) == SCORERS
+    assert set(rows) == SCORERS | OFFICIAL_SCORERS
     assert all(len(d.split()) >= 3 for d in rows.values()), rows
 
 

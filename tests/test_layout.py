@@ -30,9 +30,9 @@ LAYERS = [
     {"bench"},
     {"cli"},
 ]
-# config.py checks method and scorer names at load time against the two registries, which are
+# config/ checks method and scorer names at load time against the two registries, which are
 # name tables with lazy entries (no torch import); that is the only upward reference.
-ALLOWED_UPWARD = {("cvqa_bench.config", "cvqa_bench.methods"), ("cvqa_bench.config", "cvqa_bench.scoring")}
+ALLOWED_UPWARD = {("cvqa_bench.config.run", "cvqa_bench.methods"), ("cvqa_bench.config.sequence", "cvqa_bench.scoring")}
 MAX_LINES = 300
 
 

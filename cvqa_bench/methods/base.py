@@ -41,6 +41,7 @@ class TaskInfo:
     name: str
     instructions: tuple[str, ...]  # distinct instruction strings of its training prompts
     train_ids: tuple[str, ...] = ()
+    instruction_style: str = "original"  # the sequence's instruction variant (original, diverse)
 
 
 class Trainables:

@@ -13,7 +13,12 @@ import torch
 
 from cvqa_bench.methods.alpha_stats import AlphaStats
 from cvqa_bench.methods.base import Trainables
-from cvqa_bench.methods.ema_update import dynamic_ema_step_fused, dynamic_ema_step_loop, on_one_device
+from cvqa_bench.methods.ema_update import (
+    alpha_dtype,
+    dynamic_ema_step_fused,
+    dynamic_ema_step_loop,
+    on_one_device,
+)
 
 
 def strip_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -49,7 +54,7 @@ class DynamicEMA:
         if not self.ema:  # first step of the task: theta* = copy(p); no g_prev, so alpha falls back
             self.ema = {n: p.clone() for n, p in zip(names, params)}
             self.prev_grad = {n: g.clone() for n, g in zip(names, grads)}
-            alphas = torch.full((len(params),), self.fallback_alpha, device=device)
+            alphas = torch.full((len(params),), self.fallback_alpha, dtype=alpha_dtype(params), device=device)
             self.stats.update(alphas, torch.ones(len(params), dtype=torch.bool, device=device))
             return
         ema = [self.ema[n] for n in names]

@@ -8,23 +8,36 @@ Dynamic EMA (docs/methods.md, "Dynamic EMA"), for every trainable tensor after e
 
 Two implementations of one step: ``dynamic_ema_step_fused`` (``torch._foreach_*`` ops and one
 stacked set of norms, so no host sync per tensor) and ``dynamic_ema_step_loop`` (the plain per-tensor
-reference that calls ``dynamic_alpha``). Norms and alphas are computed in float32 whatever the
-parameter dtype, in both paths, so they agree.
+reference that calls ``dynamic_alpha``). Norms and alphas are computed in float32 for float16,
+bfloat16 and float32 tensors and in float64 for float64 tensors (never narrower than the tensor), in
+both paths, so they agree. The EMA copy itself has the parameter's dtype (no float32 shadow is kept
+for half-precision parameters).
 """
 
 from __future__ import annotations
 
 import math
+from functools import reduce
 
 import torch
 
 ALPHA_NUMERATOR_SCALE = 2.0  # the factor 2 in alpha = 2 (1 + b) / (a c), as in the official code
 FALLBACK_ALPHA = 0.01  # the fixed alpha (EMA decay 0.99) used whenever the dynamic one is unusable
-NORM_DTYPE = torch.float32
+NORM_DTYPE = torch.float32  # the narrowest dtype norms and alphas are computed in
+
+
+def norm_dtype(tensor: torch.Tensor) -> torch.dtype:
+    """The dtype the norms and alpha of ``tensor`` are computed in: float32, or float64 for float64."""
+    return torch.promote_types(tensor.dtype, NORM_DTYPE)
+
+
+def alpha_dtype(tensors: list[torch.Tensor]) -> torch.dtype:
+    """The dtype that holds the alphas of all ``tensors`` without rounding any of them."""
+    return reduce(torch.promote_types, (norm_dtype(t) for t in tensors), NORM_DTYPE)
 
 
 def _l1(tensor: torch.Tensor) -> torch.Tensor:
-    return torch.linalg.vector_norm(tensor, ord=1, dtype=NORM_DTYPE)
+    return torch.linalg.vector_norm(tensor, ord=1, dtype=norm_dtype(tensor))
 
 
 def _raw_alpha(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -62,6 +75,7 @@ def dynamic_alpha(
     Returns:
         ``2 (1 + ||g||_1) / (||p - ema||_1 * ||g - prev_grad||_1)`` if that is finite and in the open
         interval (0, 1); otherwise ``fallback`` (first step, zero drift, zero gradient change, nan/inf).
+        Computed in float32, or in float64 for float64 tensors (``norm_dtype``).
     """
     alpha = _checked_alpha(param, ema, grad, prev_grad)
     return fallback if alpha is None else alpha
@@ -94,7 +108,7 @@ def dynamic_ema_step_loop(
         gp.copy_(g)
     device = params[0].device
     return (
-        torch.tensor(applied, dtype=NORM_DTYPE, device=device),
+        torch.tensor(applied, dtype=alpha_dtype(params), device=device),
         torch.tensor(fell_back, dtype=torch.bool, device=device),
     )
 
@@ -112,16 +126,40 @@ def dynamic_ema_step_fused(
     Every tensor must be on one device (the caller falls back to the loop otherwise). Never reads a
     value back to the host, so it does not synchronise a GPU.
     """
-    a = torch.stack(torch._foreach_norm(torch._foreach_sub(params, ema), 1, dtype=NORM_DTYPE))
-    b = torch.stack(torch._foreach_norm(grads, 1, dtype=NORM_DTYPE))
-    c = torch.stack(torch._foreach_norm(torch._foreach_sub(grads, prev_grads), 1, dtype=NORM_DTYPE))
-    raw = _raw_alpha(a, b, c)
-    in_range = (raw > 0) & (raw < 1)  # nan and inf compare False, so they fall back too
-    alphas = torch.where(in_range, raw, torch.full_like(raw, fallback))
-    weights = [w if e.dtype == NORM_DTYPE else w.to(e.dtype) for w, e in zip(alphas.unbind(), ema)]
+    dtypes = [norm_dtype(p) for p in params]
+    widest = alpha_dtype(params)
+    if all(d == widest for d in dtypes):
+        alphas, in_range = _fused_alphas(params, ema, grads, prev_grads, fallback, widest)
+    else:  # float64 next to narrower tensors: each keeps its own norm dtype, as in dynamic_alpha
+        alphas = torch.empty(len(params), dtype=widest, device=params[0].device)
+        in_range = torch.empty(len(params), dtype=torch.bool, device=params[0].device)
+        for dtype in dict.fromkeys(dtypes):
+            idx = [i for i, d in enumerate(dtypes) if d == dtype]
+            pick = [[ts[i] for i in idx] for ts in (params, ema, grads, prev_grads)]
+            part, ok = _fused_alphas(*pick, fallback, dtype)
+            where = torch.tensor(idx, device=alphas.device)
+            alphas[where], in_range[where] = part.to(widest), ok
+    weights = [w if w.dtype == e.dtype else w.to(e.dtype) for w, e in zip(alphas.unbind(), ema)]
     torch._foreach_lerp_(ema, params, weights)
     torch._foreach_copy_(prev_grads, grads)
     return alphas, ~in_range
+
+
+def _fused_alphas(
+    params: list[torch.Tensor],
+    ema: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    prev_grads: list[torch.Tensor],
+    fallback: float,
+    dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The alphas (fallback applied) and in-range flags of tensors whose norms are taken in ``dtype``."""
+    a = torch.stack(torch._foreach_norm(torch._foreach_sub(params, ema), 1, dtype=dtype))
+    b = torch.stack(torch._foreach_norm(grads, 1, dtype=dtype))
+    c = torch.stack(torch._foreach_norm(torch._foreach_sub(grads, prev_grads), 1, dtype=dtype))
+    raw = _raw_alpha(a, b, c)
+    in_range = (raw > 0) & (raw < 1)  # nan and inf compare False, so they fall back too
+    return torch.where(in_range, raw, torch.full_like(raw, fallback)), in_range
 
 
 def on_one_device(tensors: list[torch.Tensor]) -> bool:

@@ -25,15 +25,19 @@ from cvqa_bench.methods.llaca_plan import TaskDecision, TaskOverride, plan_decis
 __all__ = ["ALPHA_NUMERATOR_SCALE", "FALLBACK_ALPHA", "LLaCA", "LLaCAOptions", "TaskOverride", "dynamic_alpha"]
 
 
+# The official code's threshold per instruction folder (Instructions -> 0.9, the variants -> 0.3).
+THRESHOLD_BY_STYLE = {"original": 0.9, "diverse": 0.3}
+
+
 class LLaCAOptions(BaseModel):
     """Options of the ``llaca`` method."""
 
     model_config = ConfigDict(extra="forbid")
 
     grouping: bool = Field(True, description="instruction grouping; off = one group, dynamic EMA on every task")
-    threshold: float = Field(
-        0.9, ge=0, le=1, description="join a group at this mean TF-IDF similarity: 0.90 original CoIN "
-        "instructions, 0.30 the diverse / 10-type variants"
+    threshold: float | None = Field(
+        None, ge=0, le=1, description="join a group at this mean TF-IDF similarity; null = by the sequence's "
+        "instruction_style, as the official code picks it: 0.90 original CoIN instructions, 0.30 diverse / 10-type"
     )
     fallback_alpha: float = Field(
         FALLBACK_ALPHA, gt=0, lt=1, description="alpha when the dynamic one is unusable"
@@ -57,13 +61,21 @@ class LLaCA(Method):
         self.dynamic = DynamicEMA(self.options.fallback_alpha, self.options.fused)
         self.task_stats: dict[str, dict[str, Any]] = {}
         self._in_progress: str | None = None  # the task between before_task and after_task
+        self._set_threshold("original")
 
     def setup(self, tasks: list[TaskInfo]) -> None:
         """Plan every task's group, EMA flag and start weights; overrides applied (ValueError if invalid)."""
         opts = self.options
-        planned = plan_decisions(tasks, grouping=opts.grouping, threshold=opts.threshold, overrides=opts.overrides)
+        self._set_threshold(tasks[0].instruction_style if tasks else "original")
+        planned = plan_decisions(tasks, grouping=opts.grouping, threshold=self.threshold, overrides=opts.overrides)
         self._check_same_plan(planned)
         self.decisions = {d.task: d for d in planned}
+
+    def _set_threshold(self, style: str) -> None:
+        """The explicit threshold, else the official one for the sequence's instruction style; both recorded."""
+        explicit = self.options.threshold
+        self.threshold = explicit if explicit is not None else THRESHOLD_BY_STYLE[style]
+        self.threshold_from = "explicit" if explicit is not None else f"instruction_style {style}"
 
     def _check_same_plan(self, planned: list[TaskDecision]) -> None:
         changed = [d.task for d in planned if d.task in self.decisions and self.decisions[d.task].key() != d.key()]
@@ -135,7 +147,7 @@ class LLaCA(Method):
             return None
         if task.name in self.trained:
             return dict(self.group_params[self.decisions[task.name].group])
-        group = route(task.instructions, self.codebooks(), self.options.threshold)
+        group = route(task.instructions, self.codebooks(), self.threshold)
         return dict(self.group_params[max(self.group_params) if group is None else group])
 
     def state_dict(self) -> dict[str, torch.Tensor]:
@@ -178,4 +190,5 @@ class LLaCA(Method):
             row.pop("instructions")
             row["alpha"] = self.task_stats.get(decision.task)
             tasks.append(row)
-        return {"grouping": self.options.grouping, "threshold": self.options.threshold, "tasks": tasks}
+        return {"grouping": self.options.grouping, "threshold": self.threshold, "threshold_from": self.threshold_from,
+                "tasks": tasks}

@@ -63,6 +63,7 @@ def build_report(run_dirs: Sequence[Path], out_dir: Path, formats: Sequence[str]
         scorers = [run.scorers[t] for t in run.tasks]
         result.tables += [matrix_table(run.matrix, run.tasks, scorers, title="Accuracy matrix"),
                           metrics_table(run.metrics)]
+        result.tables += _other_protocol_tables(run)
         title, lines = f"Run {run.name}", meta_lines(run.meta)
         result.files.append(plot_heatmap(run.matrix, run.tasks, scorers, out_dir / "heatmap.png",
                                          title=f"{run.name}: accuracy after each stage"))
@@ -87,6 +88,24 @@ def build_report(run_dirs: Sequence[Path], out_dir: Path, formats: Sequence[str]
     images = [p.name for p in result.files]
     _write_formats(result, formats, title, lines, images)
     return result
+
+
+def _other_protocol_tables(run: RunSummary) -> list[ReportTable]:
+    """The run re-scored under other protocols (``protocols/<name>/``): metrics side by side, then each matrix."""
+    others = [load_run(p.parent) for p in sorted((run.path / "protocols").glob("*/matrix.csv"))]
+    if not others:
+        return []
+    rows = [[s.meta.get("protocol", "corrected"), str(s.path.relative_to(run.path)), *(s.metrics.get(m) for m in METRIC_FORMULAS)]
+            for s in [run, *others]]
+    tables = [ReportTable("protocols", "The same predictions under each scoring protocol",
+                          ["protocol", "folder", *METRIC_FORMULAS], rows,
+                          "First row: the run's own protocol; then each re-scoring (`cvqa score --protocol`).")]
+    for other in others:
+        table = matrix_table(other.matrix, other.tasks, [other.scorers[t] for t in other.tasks],
+                             title=f"Accuracy matrix, protocol {other.meta.get('protocol', other.path.name)}")
+        table.key = f"matrix_{other.path.name}"
+        tables.append(table)
+    return tables
 
 
 def _write_formats(result: ReportResult, formats: Sequence[str], title: str, lines: list[str],

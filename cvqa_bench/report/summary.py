@@ -97,8 +97,8 @@ def write_run_summary(run_dir: Path, matrix: np.ndarray, tasks: list[str], score
 
 
 def meta_lines(meta: dict[str, Any]) -> list[str]:
-    """The Markdown lines naming a run's sequence, method and seed."""
-    return [f"{k}: `{meta[k]}`" for k in REQUIRED_META[1:] if k in meta]
+    """The Markdown lines naming a run's sequence, method, seed and scoring protocol."""
+    return [f"{k}: `{meta[k]}`" for k in (*REQUIRED_META[1:], "protocol") if k in meta]
 
 
 def _read_matrix_csv(path: Path) -> tuple[list[str], np.ndarray]:

@@ -53,10 +53,19 @@ def _meta(prepared: PreparedRun, run: RunDir) -> dict[str, Any]:
     }
 
 
-def summarize(run_dir: Path, scorer_override: str | None = None, meta: dict[str, Any] | None = None) -> dict[str, float]:
-    """Score the stored predictions and write matrix.csv, metrics.json, report.md and the heatmap."""
-    matrix, tasks, scorers = score_run(run_dir, scorer_override)
+def summarize(run_dir: Path, scorer_override: str | None = None, meta: dict[str, Any] | None = None,
+              protocol: str | None = None) -> dict[str, float]:
+    """Score the stored predictions and write matrix.csv, metrics.json, report.md and the heatmap.
+
+    ``protocol`` defaults to the run's own (config.yaml); another one writes its summary into
+    ``protocols/<protocol>/`` and leaves the run's own untouched.
+    """
+    run_dir = Path(run_dir)
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    own = cfg.get("protocol", "corrected") if isinstance(cfg, dict) else "corrected"
+    protocol = protocol or own
+    target = run_dir if protocol == own else RunDir(run_dir).protocol_dir(protocol)
+    matrix, tasks, scorers = score_run(run_dir, scorer_override, protocol, target)
     if meta is None:
-        cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
         meta = {"name": run_dir.name, "sequence": cfg["sequence"], "method": cfg["method"]["name"], "seed": cfg["seed"]}
-    return write_run_summary(run_dir, matrix, tasks, scorers, meta)
+    return write_run_summary(target, matrix, tasks, scorers, {**meta, "protocol": protocol})

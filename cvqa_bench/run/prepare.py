@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cvqa_bench.config import RunConfig, SequenceSpec, load_sequence, reorder_tasks, validate_model
+from cvqa_bench.config import ConfigError, RunConfig, SequenceSpec, TaskSpec, TrainSpec, load_sequence, reorder_tasks, validate_model
 from cvqa_bench.methods import methods
 from cvqa_bench.methods.base import Method, TaskInfo
 from cvqa_bench.run import distributed
@@ -25,7 +25,8 @@ class PreparedRun:
     def task_infos(self) -> list[TaskInfo]:
         """What the method may know about each task."""
         return [
-            TaskInfo(i, t.spec.name, tuple(t.instructions), tuple(r["id"] for r in t.train))
+            TaskInfo(i, t.spec.name, tuple(t.instructions), tuple(r["id"] for r in t.train),
+                     self.sequence.instruction_style)
             for i, t in enumerate(self.tasks)
         ]
 
@@ -46,8 +47,25 @@ def prepare(config: RunConfig, check_images: bool = True) -> PreparedRun:
     method = method_cls(options, seed=config.seed)
     distributed.check_deepspeed(config.method.name, has_step_hook(method))
     distributed.init()
+    for task in sequence.tasks:  # every task's rows per step must split into whole batches
+        task_train_spec(config.train, task, distributed.world_size(), str(seq_path))
     with distributed.main_first():
         data_root = resolve_data_root(sequence, seq_path, config.data_root)
         tasks = load_sequence_data(sequence, seq_path, config.data_root,
                                    check_images=check_images and distributed.is_main())
     return PreparedRun(config, sequence, tasks, method, data_root)
+
+
+def task_train_spec(train: TrainSpec, task: TaskSpec, world_size: int, source: str = "sequence") -> TrainSpec:
+    """The run's training spec for one task: ``grad_accum`` set from the task's ``rows_per_step`` when it has one.
+
+    Raises:
+        ConfigError: the rows per step are not a whole number of batch_size x processes.
+    """
+    if task.rows_per_step is None:
+        return train
+    per_pass = train.batch_size * world_size
+    if task.rows_per_step % per_pass:
+        raise ConfigError(f"{source}: task {task.name!r}: rows_per_step {task.rows_per_step} is not a multiple of "
+                          f"train.batch_size {train.batch_size} x {world_size} process(es); change one of them")
+    return train.model_copy(update={"grad_accum": task.rows_per_step // per_pass})

@@ -24,6 +24,13 @@ _ENTRIES = {
     "contains": ("contains:ContainsScorer", "ImageNet: gold in prediction or prediction in gold; empty prediction is wrong"),
     "grounding": ("grounding:GroundingScorer", "box [x1, y1, x2, y2] in [0, 1], right if IoU > 0.5"),
     "anls": ("anls:ANLSScorer", "average normalised Levenshtein similarity, threshold 0.5"),
+    # The `official` protocol (scoring/protocol.py): CoIN's eval scripts reproduced, bugs included.
+    "imagenet_official": ("official:ImageNetOfficialScorer", "CoIN eval_ImagetNet.py: gold in pred or pred in gold, case-sensitive; empty prediction is right"),
+    "grounding_official": ("official:GroundingOfficialScorer", "CoIN eval_grounding.py: IoU > 0.5, parser drops the last character of the last coordinate"),
+    "scienceqa_official": ("official:ScienceQAOfficialScorer", "CoIN eval_science_qa.py: letter, 'X. ', else first one-character word uppercased"),
+    "exact_official": ("official:ExactOfficialScorer", "CoIN eval_vizwiz.py / eval_vqav2.py: pred.upper() == answer.upper(), nothing stripped"),
+    "exact_official_gqa": ("official:GQAOfficialScorer", "CoIN convert_gqa_for_eval.py + eval_gqa.py: pred.rstrip('.').lower() == answer"),
+    "exact_official_ocrvqa": ("official:OCRVQAOfficialScorer", "CoIN eval_ocrvqa.py: 'Unanswerable' in pred is wrong, else pred.lower() == answer.lower()"),
 }  # fmt: skip
 for _name, (_target, _description) in _ENTRIES.items():
     scorers.add_lazy(_name, f"cvqa_bench.scoring.{_target}", _description)

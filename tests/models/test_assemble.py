@@ -20,8 +20,8 @@ from PIL import Image
 import coin_standins as standins
 from cvqa_bench.models.assemble import AssembleError, assemble_llava, read_base_record
 
-SYSTEM = ("A chat between a curious human and an artificial intelligence assistant. "
-          "The assistant gives helpful, detailed, and polite answers to the human's questions.")
+SYSTEM = ("A chat between a curious user and an artificial intelligence assistant. "
+          "The assistant gives helpful, detailed, and polite answers to the user's questions.")
 LLM_VOCAB = 400  # the stand-in tokenizer's size (coin_standins.llama_tokenizer)
 VISION_HIDDEN, TEXT_HIDDEN = 24, 32
 

@@ -11,6 +11,10 @@ from cvqa_bench.registry import UnknownNameError
 from cvqa_bench.scoring import get_scorer, scorers
 
 NAMES = ["anls", "choice", "contains", "exact", "grounding", "vqa", "vqa_evalai"]
+# The `official` protocol's scorers (tests/scoring/test_official_scorers.py); not in NAMES, because
+# imagenet_official scores an empty prediction 1 by design.
+OFFICIAL_NAMES = ["exact_official", "exact_official_gqa", "exact_official_ocrvqa", "grounding_official",
+                  "imagenet_official", "scienceqa_official"]
 # A valid gold answer per scorer, for the malformed-input tests below.
 GOLD = {
     "anls": "yes", "choice": "A", "contains": "yes", "exact": "yes",
@@ -19,9 +23,9 @@ GOLD = {
 
 
 def test_names_and_descriptions() -> None:
-    assert scorers.names() == NAMES
+    assert scorers.names() == sorted(NAMES + OFFICIAL_NAMES)
     descriptions = scorers.descriptions()
-    assert all(descriptions[name] and "\n" not in descriptions[name] for name in NAMES)
+    assert all(descriptions[name] and "\n" not in descriptions[name] for name in NAMES + OFFICIAL_NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)

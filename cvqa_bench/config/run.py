@@ -1,0 +1,102 @@
+"""The run config: model, training, evaluation, method, scoring protocol and seed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from cvqa_bench.config.base import CONFIGS_DIR, StrictModel
+
+
+class LoraSpec(StrictModel):
+    """LoRA on the language model only (a regex on ``language_model``)."""
+
+    r: int = Field(16, gt=0)
+    alpha: float = Field(32, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: str = r".*language_model.*\.(q_proj|v_proj)"
+
+
+class ModelSpec(StrictModel):
+    """Which LLaVA to load: a local llava-hf directory (``path``) or the tiny offline one (``tiny``)."""
+
+    path: str | None = Field(None, description="local directory in the llava-hf layout")
+    tiny: str | None = Field(None, description="YAML of the tiny offline model, built and cached on use "
+                             "(the default when no path is given)")
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    lora: LoraSpec | None = Field(default_factory=LoraSpec, description="null = full-parameter training")
+    train_projector: bool = True
+    pad_to_square: bool = Field(False, description="LLaVA-1.5 expand2square with the mean colour")
+    gradient_checkpointing: bool = False
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelSpec:
+        if self.path is not None and self.tiny is not None:
+            raise ValueError("model needs exactly one of 'path' (local checkpoint) or 'tiny' (tiny model YAML)")
+        if self.path is None and self.tiny is None:
+            self.tiny = str(CONFIGS_DIR / "models" / "tiny.yaml")  # the embedded default
+        return self
+
+
+class TrainSpec(StrictModel):
+    """Optimisation of one stage (the same for every task of a run)."""
+
+    max_steps: int | None = Field(300, gt=0, description="optimizer steps per task; null = use epochs")
+    epochs: float = Field(1.0, gt=0)
+    batch_size: int = Field(16, gt=0)
+    grad_accum: int = Field(1, gt=0)
+    lr: float = Field(5e-3, gt=0)
+    projector_lr: float | None = Field(None, gt=0, description="null = same as lr")
+    weight_decay: float = Field(0.0, ge=0)
+    scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
+    warmup_ratio: float = Field(0.03, ge=0, lt=1)
+    max_grad_norm: float = Field(1.0, ge=0)
+    checkpoint_every: int = Field(0, ge=0, description="in-stage checkpoint every N steps; 0 = off")
+    max_length: int = Field(512, gt=0)
+
+
+class EvalSpec(StrictModel):
+    """Batched greedy generation on every task's test split."""
+
+    batch_size: int = Field(32, gt=0)
+    limit: int | None = Field(None, gt=0, description="first N test questions per task (smoke runs)")
+
+
+class MethodSpec(StrictModel):
+    """A registered method and its options (validated by the method's own Options model)."""
+
+    name: str = "finetune"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known_method(cls, name: str) -> str:
+        from cvqa_bench.methods import methods  # lazy entries: no torch import
+
+        methods.check(name)
+        return name
+
+
+class RunConfig(StrictModel):
+    """Everything that determines a run's numbers (written to ``config.yaml`` resolved)."""
+
+    sequence: str = "synthetic"
+    task_order: str | None = Field(
+        None, description="permute the sequence: 'reverse', 'alphabetical' or comma-separated task names"
+    )
+    data_root: str | None = None
+    method: MethodSpec = Field(default_factory=MethodSpec)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    eval: EvalSpec = Field(default_factory=EvalSpec)
+    protocol: Literal["official", "corrected"] = Field(
+        "corrected", description="scoring: the official CoIN scripts bug for bug, or the fixed scorers")
+    seed: int = 0
+
+    def stable_hash(self, *, exclude: tuple[str, ...] = ()) -> str:
+        """SHA-256 of the canonical JSON of this config (minus top-level ``exclude`` keys)."""
+        data = self.model_dump(mode="json", exclude=set(exclude))
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()

@@ -1,0 +1,88 @@
+"""The sequence YAML: an ordered list of tasks, each with its files, scorer and per-task protocol fields."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from cvqa_bench.config.base import StrictModel
+
+InstructionRule = Literal["last_line", "last_line_before_colon", "second_line"]
+ImageAspect = Literal["pad", "crop"]
+
+
+class GeneratorSpec(StrictModel):
+    """A synthetic data generator that materialises a sequence's files on first use."""
+
+    name: Literal["synthetic"] = "synthetic"
+    seed: int = 0
+    n_train: int = Field(512, gt=0)
+    n_test: int = Field(64, gt=0)
+    image_size: int = Field(32, ge=16)
+
+
+class ImageAspectSpec(StrictModel):
+    """How a task's images are fitted to the vision tower's square input; ``null`` = ``model.pad_to_square``.
+
+    ``pad``: LLaVA's expand2square with the processor's mean colour, then the processor. ``crop``: the
+    processor alone (CLIP's resize of the short side + center crop).
+    """
+
+    train: ImageAspect | None = None
+    eval: ImageAspect | None = None
+
+
+class TaskSpec(StrictModel):
+    """One task of a sequence: its CoIN-format files, its scorer and how its instruction is found."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    train: str = Field(description="train conversation JSON, relative to the data root")
+    test: str = Field(description="test question/answer JSON, relative to the data root")
+    scorer: str
+    instruction: InstructionRule = Field(
+        "last_line", description="which part of the first human turn is the task's instruction"
+    )
+    max_new_tokens: int = Field(16, gt=0)
+    image_folder: str | None = Field(None, description="overrides the sequence's image folder")
+    image_aspect: ImageAspectSpec = Field(
+        default_factory=ImageAspectSpec, description="pad or crop, for train and eval (a string sets both)")
+    rows_per_step: int | None = Field(
+        None, gt=0, description="rows per optimizer step for this task (grad_accum follows); null = the run's")
+
+    @field_validator("image_aspect", mode="before")
+    @classmethod
+    def _one_aspect_for_both(cls, value: object) -> object:
+        return {"train": value, "eval": value} if isinstance(value, str) else value
+
+    @field_validator("scorer")
+    @classmethod
+    def _known_scorer(cls, name: str) -> str:
+        from cvqa_bench.scoring import scorers
+
+        scorers.check(name)
+        return name
+
+
+class SequenceSpec(StrictModel):
+    """An ordered list of tasks plus where their data lives."""
+
+    name: str
+    description: str = ""
+    data_root: str | None = Field(None, description="relative to the YAML file; --data-root overrides")
+    image_folder: str = Field("images", description="image root, relative to the data root")
+    instruction_style: Literal["original", "diverse"] = "original"
+    generator: GeneratorSpec | None = None
+    tasks: list[TaskSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_task_names(self) -> SequenceSpec:
+        names = [t.name for t in self.tasks]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate task names {dupes}; each task needs its own name")
+        return self
+
+    def task_names(self) -> list[str]:
+        """Task names in sequence order."""
+        return [t.name for t in self.tasks]
