@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from cvqa_bench.config import PROJECT_ROOT, ConfigError, ModelSpec
+from cvqa_bench.models.precision import compute_dtype, keep_trainables_fp32
 
 PROJECTOR_MODULE = "multi_modal_projector"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -27,6 +28,10 @@ class LoadedModel:
     processor: Any
     source: str  # the local directory it was loaded from
     device: torch.device
+    # bf16/fp16 runs: the base computes in the low dtype, the trainable tensors stay float32
+    # (cvqa_bench.models.precision); a float32 run has float32 for both.
+    compute_dtype: torch.dtype = torch.float32
+    trainable_dtype: torch.dtype = torch.float32
 
 
 def model_directory(spec: ModelSpec) -> Path:
@@ -64,7 +69,11 @@ def default_device() -> torch.device:
 
 
 def load_model(spec: ModelSpec, device: torch.device | None = None) -> LoadedModel:
-    """Load model + processor offline from a local directory and mark the trainable tensors."""
+    """Load model + processor offline from a local directory and mark the trainable tensors.
+
+    In a ``bfloat16``/``float16`` run the frozen base has that dtype, the trainable tensors are float32
+    and the forward autocasts to the low dtype (:mod:`cvqa_bench.models.precision`).
+    """
     from transformers import AutoProcessor, LlavaForConditionalGeneration
 
     path = model_directory(spec)
@@ -75,7 +84,9 @@ def load_model(spec: ModelSpec, device: torch.device | None = None) -> LoadedMod
     if spec.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model = make_trainable(model, spec)
-    return LoadedModel(model=model.to(device), processor=processor, source=str(path), device=device)
+    trainable = keep_trainables_fp32(model)
+    return LoadedModel(model=model.to(device), processor=processor, source=str(path), device=device,
+                       compute_dtype=compute_dtype(model), trainable_dtype=trainable)
 
 
 def make_trainable(model: torch.nn.Module, spec: ModelSpec) -> torch.nn.Module:

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from cvqa_bench.models.precision import autocast_for, compute_dtype
 from cvqa_bench.models.prompting import encode_prompts
 
 
@@ -44,7 +45,7 @@ def generate_predictions(
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
+    dtype = compute_dtype(model)  # the frozen base's dtype, not that of the (float32) trainable tensors
     tokenizer = processor.tokenizer
     records: list[dict[str, Any]] = []
     try:
@@ -53,15 +54,16 @@ def generate_predictions(
             enc = encode_prompts(processor, batch, pad_to_square).to(device)
             if "pixel_values" in enc:
                 enc["pixel_values"] = enc["pixel_values"].to(dtype)
-            out = model.generate(
-                **enc,
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                num_beams=1,
-                use_cache=True,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-            )
+            with autocast_for(model):  # outside the Trainer's autocast; a no-op for a float32 model
+                out = model.generate(
+                    **enc,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    num_beams=1,
+                    use_cache=True,
+                    pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=tokenizer.eos_token_id,
+                )
             # Left padding: every row's prompt ends at the same column, so new tokens start there.
             texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
             for row, text in zip(batch, texts):

@@ -28,6 +28,7 @@ from cvqa_bench.errors import NonFiniteError
 from cvqa_bench.run.signals import NO_INTERRUPT, InterruptFlag
 from cvqa_bench.methods.base import Method, StepContext, TaskInfo, Trainables
 from cvqa_bench.models.load import PROJECTOR_MODULE
+from cvqa_bench.models.precision import compute_dtype
 from cvqa_bench.models.prompting import TrainCollator
 
 
@@ -186,8 +187,11 @@ def train_stage(
     """
     first = trainables.params[0]
     callback = MethodCallback(method, task, trainables, interrupt)
-    args = training_arguments(spec, out_dir, seed, bf16=first.dtype == torch.bfloat16,
-                              fp16=first.dtype == torch.float16, use_cpu=first.device.type == "cpu")
+    # The compute dtype, not the trainable tensors' (float32 master weights in a bf16/fp16 run): it turns on
+    # the Trainer's autocast and, for fp16, its grad scaler.
+    low = compute_dtype(model)
+    args = training_arguments(spec, out_dir, seed, bf16=low == torch.bfloat16, fp16=low == torch.float16,
+                              use_cpu=first.device.type == "cpu")
     trainer = Trainer(
         model=model,
         args=args,
