@@ -159,7 +159,19 @@ def build_coin_root(root: Path, instructions: str = "Instructions") -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         train, test = _train_rows(task), _test_rows(task)
         (folder / "train.json").write_text(json.dumps(train, indent=1))
-        if task in VAL_TASKS:
+        if task == "TextVQA":
+            # CoIN's TextVQA val.json carries one `answer`; the 10 answers are in the official annotations
+            # (cl_dataset/TextVQA/TextVQA_0.5.1_val.json, {"data": [{question_id, answers, ...}]}), which
+            # the sequence names as the task's answers_file.
+            official = root / "cl_dataset" / "TextVQA" / "TextVQA_0.5.1_val.json"
+            official.parent.mkdir(parents=True, exist_ok=True)
+            official.write_text(json.dumps({"dataset_name": "textvqa", "data": [
+                {"question_id": r["question_id"], "image_id": Path(r["image"]).stem, "answers": r["answers"]}
+                for r in test]}, indent=1))
+            one = [{k: v for k, v in r.items() if k != "answers"} | {"answer": r["answers"][0]} for r in test]
+            (folder / "val.json").write_text(json.dumps(one, indent=1))
+            (folder / "test.json").write_text(json.dumps(one, indent=1))
+        elif task in VAL_TASKS:
             (folder / "val.json").write_text(json.dumps(test, indent=1))
             # the official folders also hold a test.json with one `answer` (not what CoIN evaluates)
             one = [{k: v for k, v in r.items() if k != "answers"} | {"answer": r["answers"][0]} for r in test]

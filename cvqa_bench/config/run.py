@@ -26,7 +26,7 @@ class ModelSpec(StrictModel):
     path: str | None = Field(None, description="local directory in the llava-hf layout")
     tiny: str | None = Field(None, description="YAML of the tiny offline model, built and cached on use "
                              "(the default when no path is given)")
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    dtype: Literal["float32", "float64", "bfloat16", "float16"] = "float32"
     lora: LoraSpec | None = Field(default_factory=LoraSpec, description="null = full-parameter training")
     train_projector: bool = True
     pad_to_square: bool = Field(False, description="LLaVA-1.5 expand2square with the mean colour")
@@ -63,6 +63,8 @@ class EvalSpec(StrictModel):
 
     batch_size: int = Field(32, gt=0)
     limit: int | None = Field(None, gt=0, description="first N test questions per task (smoke runs)")
+    max_new_tokens: int | None = Field(
+        None, gt=0, description="caps every task's max_new_tokens (smoke runs); null = each task's own")
 
 
 class MethodSpec(StrictModel):

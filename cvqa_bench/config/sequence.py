@@ -49,6 +49,9 @@ class TaskSpec(StrictModel):
         default_factory=ImageAspectSpec, description="pad or crop, for train and eval (a string sets both)")
     rows_per_step: int | None = Field(
         None, gt=0, description="rows per optimizer step for this task (grad_accum follows); null = the run's")
+    answers_file: str | None = Field(
+        None, description="annotation JSON with the official answer lists by question id (e.g. TextVQA_0.5.1_val.json), "
+        "relative to the data root; replaces the test file's answers")
 
     @field_validator("image_aspect", mode="before")
     @classmethod

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cvqa_bench.config import InstructionRule, TaskSpec
+from cvqa_bench.data.answers import apply_answer_lists
 from cvqa_bench.data.images import ImageChecker, resolve_image
 from cvqa_bench.data.rows import DataError, Problems, check_test_row, check_train_row, read_json_list
 
@@ -120,6 +121,8 @@ def _read_task(
     test, test_instructions = _load_split(
         data_root / spec.test, "test", spec.instruction, image_root, images, problems
     )
+    if spec.answers_file is not None:
+        apply_answer_lists(test, data_root / spec.answers_file, data_root / spec.test, problems)
     return TaskData(spec, train, test, instructions, test_instructions, image_root)
 
 

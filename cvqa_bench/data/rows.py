@@ -160,11 +160,11 @@ def check_test_row(item: Any, where: str, problems: Problems) -> dict[str, Any] 
         return None
 
 
-def read_json_list(path: Path) -> list[Any]:
-    """Read a JSON file whose top level must be a list.
+def read_json_document(path: Path) -> Any:
+    """Read a JSON file.
 
     Raises:
-        DataError: missing/unreadable file, invalid JSON (with line and column), or not a list.
+        DataError: missing/unreadable file or invalid JSON (with line and column).
     """
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -173,9 +173,18 @@ def read_json_list(path: Path) -> list[Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot read ({exc})") from exc
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from exc
+
+
+def read_json_list(path: Path) -> list[Any]:
+    """Read a JSON file whose top level must be a list.
+
+    Raises:
+        DataError: missing/unreadable file, invalid JSON (with line and column), or not a list.
+    """
+    data = read_json_document(path)
     if not isinstance(data, list):
         raise DataError(f"{path}: top level must be a list of rows, got {type(data).__name__}")
     return data

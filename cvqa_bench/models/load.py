@@ -17,7 +17,7 @@ from cvqa_bench.config import PROJECT_ROOT, ConfigError, ModelSpec
 from cvqa_bench.models.precision import compute_dtype, keep_trainables_fp32
 
 PROJECTOR_MODULE = "multi_modal_projector"
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass

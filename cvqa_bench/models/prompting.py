@@ -77,9 +77,10 @@ def load_image(path: str, pad_to_square: bool = False, fill: tuple[int, int, int
 
 
 def mean_fill(processor: Any) -> tuple[int, int, int]:
-    """The image processor's mean colour as 0–255 RGB (LLaVA-1.5 pads with it)."""
+    """The image processor's mean colour as 0–255 RGB, truncated as LLaVA-1.5 pads with it
+    (``llava/mm_utils.py``: ``tuple(int(x * 255) for x in image_processor.image_mean)``)."""
     mean = getattr(processor.image_processor, "image_mean", None) or [0.5, 0.5, 0.5]
-    return tuple(int(round(m * 255)) for m in mean)  # type: ignore[return-value]
+    return tuple(int(m * 255) for m in mean)  # type: ignore[return-value]
 
 
 class TrainCollator:

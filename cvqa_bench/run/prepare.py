@@ -10,6 +10,7 @@ from cvqa_bench.config import ConfigError, RunConfig, SequenceSpec, TaskSpec, Tr
 from cvqa_bench.methods import methods
 from cvqa_bench.methods.base import Method, TaskInfo
 from cvqa_bench.run import distributed
+from cvqa_bench.scoring.protocol import scorer_for
 
 
 @dataclass
@@ -49,6 +50,10 @@ def prepare(config: RunConfig, check_images: bool = True) -> PreparedRun:
     distributed.init()
     for task in sequence.tasks:  # every task's rows per step must split into whole batches
         task_train_spec(config.train, task, distributed.world_size(), str(seq_path))
+        try:
+            scorer_for(config.protocol, task.name, task.scorer)
+        except ValueError as exc:
+            raise ConfigError(f"{seq_path}: protocol {config.protocol}: {exc}") from exc
     with distributed.main_first():
         data_root = resolve_data_root(sequence, seq_path, config.data_root)
         tasks = load_sequence_data(sequence, seq_path, config.data_root,
@@ -69,3 +74,33 @@ def task_train_spec(train: TrainSpec, task: TaskSpec, world_size: int, source: s
         raise ConfigError(f"{source}: task {task.name!r}: rows_per_step {task.rows_per_step} is not a multiple of "
                           f"train.batch_size {train.batch_size} x {world_size} process(es); change one of them")
     return train.model_copy(update={"grad_accum": task.rows_per_step // per_pass})
+
+
+def pads_to_square(config: RunConfig, aspect: str | None) -> bool:
+    """Whether a task's images are padded to a square: its ``image_aspect`` (train or eval), else ``model.pad_to_square``."""
+    return config.model.pad_to_square if aspect is None else aspect == "pad"
+
+
+def task_max_new_tokens(config: RunConfig, task: TaskSpec) -> int:
+    """The task's generation length, capped by ``eval.max_new_tokens`` when that is set."""
+    cap = config.eval.max_new_tokens
+    return task.max_new_tokens if cap is None else min(cap, task.max_new_tokens)
+
+
+def resolved_protocol(config: RunConfig, sequence: SequenceSpec, world_size: int) -> dict[str, Any]:
+    """What each task is trained, generated and scored with, after every default and override (for the manifest)."""
+    def aspect(value: str | None) -> str:
+        return "pad" if pads_to_square(config, value) else "crop"
+
+    tasks = {}
+    for task in sequence.tasks:
+        train = task_train_spec(config.train, task, world_size)
+        tasks[task.name] = {
+            "rows_per_step": train.batch_size * train.grad_accum * world_size,
+            "batch_size": train.batch_size, "grad_accum": train.grad_accum,
+            "image_aspect": {"train": aspect(task.image_aspect.train), "eval": aspect(task.image_aspect.eval)},
+            "max_new_tokens": task.max_new_tokens, "max_new_tokens_used": task_max_new_tokens(config, task),
+            "scorer": scorer_for(config.protocol, task.name, task.scorer),
+            "answers_file": task.answers_file,
+        }
+    return {"scoring": config.protocol, "tasks": tasks}

@@ -33,7 +33,7 @@ from cvqa_bench.methods.base import TaskContext, Trainables
 from cvqa_bench.models.load import base_provenance, load_model, model_directory
 from cvqa_bench.rundir import RunDir
 from cvqa_bench.errors import NonFiniteError
-from cvqa_bench.run.prepare import PreparedRun, task_train_spec
+from cvqa_bench.run.prepare import PreparedRun, pads_to_square, resolved_protocol, task_max_new_tokens, task_train_spec
 from cvqa_bench.run.resume import clean_stage_checkpoints, predictions_complete, stage_hash
 from cvqa_bench.run.train import interrupt_requested, train_stage
 
@@ -77,6 +77,8 @@ class StageRunner:
                     "train": file_sha256(self.prepared.data_root / t.spec.train),
                     "test": file_sha256(self.prepared.data_root / t.spec.test),
                     "test_items": t.test_hash(), "n_train": len(t.train), "n_test": len(t.test),
+                    **({"answers": file_sha256(self.prepared.data_root / t.spec.answers_file)}
+                       if t.spec.answers_file else {}),
                 }
                 for t in self.prepared.tasks
             }
@@ -86,15 +88,14 @@ class StageRunner:
             manifest = build_manifest(self.config.model_dump(mode="json"), data, model)
             manifest["data_root"] = str(self.prepared.data_root)
             manifest["distributed"] = self._processes()
+            manifest["protocol"] = resolved_protocol(self.config, self.prepared.sequence, distributed.world_size())
         atomic_write_json(self.run.manifest, manifest)
 
     def _processes(self) -> dict[str, Any]:
         world = distributed.world_size()
         train = self.config.train
-        by_task = {t.spec.name: (spec := task_train_spec(train, t.spec, world)).batch_size * spec.grad_accum * world
-                   for t in self.prepared.tasks}
         return {"world_size": world, "backend": distributed.backend(),
-                "rows_per_step": train.batch_size * train.grad_accum * world, "rows_per_step_by_task": by_task}
+                "rows_per_step": train.batch_size * train.grad_accum * world}
 
     def finish_manifest(self) -> None:
         """Stamp the end time."""
@@ -131,7 +132,7 @@ class StageRunner:
         result = train_stage(
             self.model, self.loaded.processor, rows, self.method, info, self.trainables, train_spec,
             stage_dir / "trainer", seed=self.config.seed * 1000 + stage,
-            pad_to_square=self._pads(task.spec.image_aspect.train), resume_from=checkpoint, interrupt=self.interrupt,
+            pad_to_square=pads_to_square(self.config, task.spec.image_aspect.train), resume_from=checkpoint, interrupt=self.interrupt,
         )
         self.method.after_task(ctx)
         weights = self.trainables.snapshot()
@@ -142,7 +143,7 @@ class StageRunner:
             "stage": stage, "task": info.name, "stage_hash": expected, "steps": result.steps,
             "train_loss": result.final_loss, "losses": result.losses, "rows": len(rows),
             "rows_per_step": train_spec.batch_size * train_spec.grad_accum * distributed.world_size(),
-            "image_aspect": "pad" if self._pads(task.spec.image_aspect.train) else "crop",
+            "image_aspect": "pad" if pads_to_square(self.config, task.spec.image_aspect.train) else "crop",
             "world_size": distributed.world_size(),
             "seconds": round(time.perf_counter() - started, 3),
         })
@@ -202,7 +203,7 @@ class StageRunner:
                     self.trainables.load(state)  # the parameter group this task is routed to
                 records = generate_predictions(
                     self.model, self.loaded.processor, [rows[i] for i in shard], batch_size=batch_size,
-                    max_new_tokens=task.spec.max_new_tokens, pad_to_square=self._pads(task.spec.image_aspect.eval),
+                    max_new_tokens=task_max_new_tokens(self.config, task.spec), pad_to_square=pads_to_square(self.config, task.spec.image_aspect.eval),
                     progress=lambda n, bar=bar: progress.advance(bar, n),
                 )
                 if state is not None:
@@ -222,10 +223,6 @@ class StageRunner:
     def _write_predictions(path: Path, shards: list[list[tuple[int, dict[str, Any]]]] | None, n_rows: int) -> None:
         assert shards is not None  # the main process received every shard
         atomic_write_jsonl(path, distributed.merge_indexed(shards, n_rows))
-
-    def _pads(self, aspect: str | None) -> bool:
-        """Whether images are padded to a square: the task's ``image_aspect``, else ``model.pad_to_square``."""
-        return self.config.model.pad_to_square if aspect is None else aspect == "pad"
 
     def _test_rows(self, task: Any) -> list[dict[str, Any]]:
         limit = self.config.eval.limit

@@ -52,8 +52,8 @@ def tiny_llava(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def run_coin8(root: Path, model: Path, out: Path, method: str, *extra: str) -> Any:
     args = ["run", "--sequence", "coin8", "--data-root", str(root), "--model", str(model), "--method", method,
-            "--set", "train.max_steps=2", "--set", "train.batch_size=2", "--set", "eval.batch_size=4",
-            *extra, "--out", str(out)]
+            "--set", "train.max_steps=2", "--set", "train.batch_size=16", "--set", "eval.batch_size=4",
+            "--set", "eval.max_new_tokens=8", *extra, "--out", str(out)]
     return runner.invoke(app, args)
 
 
@@ -212,8 +212,9 @@ def test_an_assembled_base_trains_and_evaluates_coin_tasks(coin_root: Path, tmp_
     path.write_text(yaml.safe_dump(sequence, sort_keys=False))
     out = tmp_path / "run"
     result = runner.invoke(app, ["run", "--sequence", str(path), "--data-root", str(coin_root), "--model", str(model),
-                                 "--method", "finetune", "--set", "train.max_steps=2", "--set", "train.batch_size=2",
-                                 "--set", "eval.batch_size=4", "--set", "model.pad_to_square=true", "--out", str(out)])
+                                 "--method", "finetune", "--set", "train.max_steps=2", "--set", "train.batch_size=16",
+                                 "--set", "eval.batch_size=4", "--set", "eval.max_new_tokens=8",
+                                 "--set", "model.pad_to_square=true", "--out", str(out)])
     assert result.exit_code == 0, result.output
     rows = read_matrix(out)
     assert rows[0] == ["stage", "trained_task", "ScienceQA", "Grounding"]
@@ -222,3 +223,42 @@ def test_an_assembled_base_trains_and_evaluates_coin_tasks(coin_root: Path, tmp_
     assert manifest["model"]["source"] == str(model)
     done = json.loads((out / "stages" / "1-ScienceQA" / "DONE.json").read_text())
     assert done["steps"] == 2
+
+
+# The official per-task values (docs/protocol.md; scripts/CoIN/Train_CIA/*.sh, scripts/CoIN/Eval/*.sh):
+# rows per optimizer step, the evaluation image mode, max_new_tokens, and the official scorer.
+OFFICIAL_PROTOCOL = {
+    "ScienceQA": (128, "crop", 1024, "scienceqa_official"), "TextVQA": (128, "pad", 128, "vqa_evalai"),
+    "ImageNet": (160, "crop", 1024, "imagenet_official"), "GQA": (64, "pad", 128, "exact_official_gqa"),
+    "VizWiz": (128, "pad", 128, "exact_official"), "Grounding": (64, "crop", 1024, "grounding_official"),
+    "VQAv2": (80, "crop", 1024, "exact_official"), "OCRVQA": (96, "pad", 128, "exact_official_ocrvqa"),
+}
+
+
+def test_the_official_config_resolves_the_official_protocol_per_task(coin_root: Path, tiny_llava: Path,
+                                                                     tmp_path: Path) -> None:
+    out = tmp_path / "official"
+    result = runner.invoke(app, [
+        "run", "--config", str(Path(__file__).resolve().parents[2] / "configs" / "coin-official.yaml"), "--model", str(tiny_llava), "--data-root", str(coin_root),
+        "--set", "model.dtype=float32", "--set", "model.gradient_checkpointing=false", "--set", "train.max_steps=1",
+        "--set", "eval.limit=2", "--set", "eval.max_new_tokens=4", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    protocol = json.loads((out / "manifest.json").read_text())["protocol"]
+    assert protocol["scoring"] == "official"
+    got = {t: (p["rows_per_step"], p["image_aspect"]["eval"], p["max_new_tokens"], p["scorer"])
+           for t, p in protocol["tasks"].items()}
+    assert got == OFFICIAL_PROTOCOL
+    assert {p["image_aspect"]["train"] for p in protocol["tasks"].values()} == {"pad"}
+    assert {t: p["grad_accum"] for t, p in protocol["tasks"].items()} == {  # rows / batch 16, one process
+        "ScienceQA": 8, "TextVQA": 8, "ImageNet": 10, "GQA": 4, "VizWiz": 8, "Grounding": 4, "VQAv2": 5, "OCRVQA": 6}
+    assert {p["max_new_tokens_used"] for p in protocol["tasks"].values()} == {4}
+    done = json.loads((out / "stages" / "3-ImageNet" / "DONE.json").read_text())
+    assert (done["rows_per_step"], done["image_aspect"]) == (160, "pad")
+    # TextVQA is scored against the 10 answers of TextVQA_0.5.1_val.json, not val.json's one answer
+    textvqa = [json.loads(line) for line in (out / "predictions" / "0-zero-shot" / "TextVQA.jsonl").read_text().splitlines()]
+    assert [len(r["answers"]) for r in textvqa] == [10, 10]
+    scores = json.loads((out / "metrics.json").read_text())
+    assert scores["scorers"] == {t: v[3] for t, v in OFFICIAL_PROTOCOL.items()} and scores["meta"]["protocol"] == "official"
+    corrected = runner.invoke(app, ["score", str(out), "--protocol", "corrected"])
+    assert corrected.exit_code == 0, corrected.output
+    assert json.loads((out / "protocols" / "corrected" / "metrics.json").read_text())["scorers"]["ImageNet"] == "contains"

@@ -76,8 +76,8 @@ def test_two_processes_run_with_gloo(two_processes: SimpleNamespace) -> None:
     assert len(set(first_epoch[0])) == len(set(first_epoch[1])) == 16
     assert len(set(first_epoch[0]) | set(first_epoch[1])) == N_TRAIN
     manifest = json.loads((two_processes.out / "manifest.json").read_text())
-    assert manifest["distributed"] == {"world_size": 2, "backend": "gloo", "rows_per_step": 2 * TRAIN_BATCH,
-                                       "rows_per_step_by_task": {t: 2 * TRAIN_BATCH for t in TASKS}}
+    assert manifest["distributed"] == {"world_size": 2, "backend": "gloo", "rows_per_step": 2 * TRAIN_BATCH}
+    assert {t: p["rows_per_step"] for t, p in manifest["protocol"]["tasks"].items()} == {t: 2 * TRAIN_BATCH for t in TASKS}
     assert manifest["model"]["base"] is None and manifest["model"]["base_kind"] == "tiny"
 
 
