@@ -34,7 +34,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps per method first")
     parser.add_argument("--rounds", type=int, default=None,
                         help="round-robin blocks the timed steps are split into (default: one step per block)")
-    parser.add_argument("--methods", nargs="+", default=["finetune", "ema", "llaca"])
+    parser.add_argument("--methods", nargs="+", default=["finetune", "ema", "llaca", "ewc", "lwf"])
     parser.add_argument("--no-llaca-loop", action="store_true", help="skip llaca's per-tensor loop variant")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads; 0 = torch's default. One is "
@@ -57,12 +57,13 @@ def print_table(result: dict) -> None:
           f"in {result['rounds']} rounds; trainable {result['trainable_params']:,} params "
           f"({result['trainable_bytes'] / 2**20:.2f} MiB)")
     print(f"{'method':<11} {'ms/step':>8} {'p25-p75':>15} {'x finetune':>10} {'tokens/s':>9} "
-          f"{'state MiB':>9} {'x trainable':>11} {'peak MiB':>9}")
+          f"{'state MiB':>9} {'x trainable':>11} {'set MiB':>8} {'peak MiB':>9}")
     for label, row in result["methods"].items():
         ratio = "-" if row["ratio_vs_finetune"] is None else f"{row['ratio_vs_finetune']:.3f}"
         peak = "-" if row["peak_memory_bytes"] is None else f"{row['peak_memory_bytes'] / 2**20:.0f}"
         print(f"{label:<11} {row['median_ms']:8.2f} {row['p25_ms']:7.2f}-{row['p75_ms']:<7.2f} {ratio:>10} "
-              f"{row['tokens_per_s']:9.0f} {row['state_bytes'] / 2**20:9.3f} {row['copies_ratio']:11.3f} {peak:>9}")
+              f"{row['tokens_per_s']:9.0f} {row['state_bytes'] / 2**20:9.3f} {row['copies_ratio']:11.3f} "
+              f"{row['trainable_set_bytes'] / 2**20:8.3f} {peak:>9}")
     if result["llaca_fused_vs_loop"] is not None:
         print(f"llaca fused / loop: {result['llaca_fused_vs_loop']:.3f}")
     targets = result["targets"]

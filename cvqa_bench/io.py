@@ -1,4 +1,9 @@
-"""Atomic file writes: every file of a run is complete or absent, never half-written."""
+"""Atomic file writes: every file of a run is complete or absent, never half-written.
+
+Files get the mode a plain ``open`` would give them (``0666`` minus the umask, so 0644 by default),
+not ``mkstemp``'s 0600. A kill between creating the temporary file and renaming it leaves a
+``.<name>.<random>.tmp`` sibling; :func:`remove_stale_temporaries` removes exactly those.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,15 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+
+TMP_PATTERN = ".*.*.tmp"  # what atomic_write's temporaries look like: .<name>.<random>.tmp
+
+
+def file_mode() -> int:
+    """The mode a new file gets under the current umask (``0o666 & ~umask``)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -21,6 +35,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         write(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -50,6 +65,33 @@ def atomic_write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> Path
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Read a JSONL file written by :func:`atomic_write_jsonl`."""
+    """Read a JSONL file written by :func:`atomic_write_jsonl`.
+
+    Raises:
+        ValueError: ``<path>:<line>: ...`` for a line that is not a JSON object (the line counts blank lines).
+    """
+    rows = []
     with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{number}: not valid JSONL ({exc.msg})") from exc
+            except RecursionError as exc:
+                raise ValueError(f"{path}:{number}: JSON nested too deeply") from exc
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+            rows.append(row)
+    return rows
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporary files :func:`atomic_write` left under ``folder`` (a killed writer); return them."""
+    removed = []
+    for path in Path(folder).rglob(TMP_PATTERN):
+        if path.is_file() and not path.is_symlink() and path.name.startswith("."):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed

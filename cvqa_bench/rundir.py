@@ -34,6 +34,11 @@ class RunDir:
         """The method's decisions and statistics (grouping, alpha stats, replay ids)."""
         return self.root / "method_records.json"
 
+    @property
+    def cells(self) -> Path:
+        """Every evaluated cell's key and the cell its predictions were copied from (null = computed)."""
+        return self.root / "cells.json"
+
     @staticmethod
     def stage_name(stage: int, task: str | None) -> str:
         """``"<k>-<task>"``, or ``"0-zero-shot"`` for the base model."""

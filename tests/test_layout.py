@@ -28,7 +28,7 @@ LAYERS = [
     {"report"},
     {"run"},
     {"bench"},
-    {"cli"},
+    {"cli", "cli_common", "cli_tools", "cli_help"},
 ]
 # config/ checks method and scorer names at load time against the two registries, which are
 # name tables with lazy entries (no torch import); that is the only upward reference.

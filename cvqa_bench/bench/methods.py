@@ -19,7 +19,7 @@ import torch
 from cvqa_bench.bench.common import device_fields, load_task_rows, sync
 from cvqa_bench.config import ModelSpec, TrainSpec
 from cvqa_bench.methods import methods as method_registry
-from cvqa_bench.methods.base import Method, StepContext, TaskContext, TaskInfo, Trainables
+from cvqa_bench.methods.base import LossContext, Method, StepContext, TaskContext, TaskInfo, Trainables
 
 LLACA_STEP_TARGET = 1.05  # llaca ms/step <= 1.05 x finetune ms/step
 LLACA_MEMORY_TARGET = 2.0  # llaca state bytes <= 2 x trainable bytes
@@ -39,6 +39,9 @@ class _Arm:
     peak_bytes: int = 0
     step: int = 0  # optimizer steps taken, warm-up included
     last_loss: torch.Tensor | None = None
+    # a method with model surgery (O-LoRA, MoELoRA) trains its own copy of the model
+    model: torch.nn.Module | None = None
+    trainables: Trainables | None = None
 
 
 def _variants(names: Sequence[str], compare_llaca_loop: bool) -> list[tuple[str, str, dict[str, Any]]]:
@@ -72,6 +75,8 @@ def _split(total: int, parts: int) -> list[int]:
 def _run_steps(arm: _Arm, n: int, model: torch.nn.Module, batch: dict[str, torch.Tensor], trainables: Trainables,
                info: TaskInfo, device: torch.device, timed: bool) -> None:
     """``n`` training steps of one arm: its weights are swapped in before and copied back after."""
+    if arm.model is not None and arm.trainables is not None:
+        model, trainables = arm.model, arm.trainables
     trainables.load(arm.params)
     if timed:
         arm.blocks.append([])
@@ -80,8 +85,11 @@ def _run_steps(arm: _Arm, n: int, model: torch.nn.Module, batch: dict[str, torch
         torch.cuda.reset_peak_memory_stats(device)
     for _ in range(n):
         start = time.perf_counter()
-        loss = model(**batch).loss
-        loss.backward()
+        outputs = model(**batch)
+        loss = outputs.loss
+        # the loss hook as in run/loss_hook.py (EWC's penalty, LwF's teacher forward and KL)
+        extra = arm.method.extra_loss(model, batch, outputs, LossContext(arm.step + 1, info, trainables, model))
+        (loss if extra is None else loss + extra).backward()
         arm.optimizer.step()
         arm.step += 1
         # The hook runs after optimizer.step() and before zero_grad, as in train.py.
@@ -104,7 +112,7 @@ def bench_methods(
     batch_size: int,
     steps: int,
     warmup: int,
-    methods: Sequence[str] = ("finetune", "ema", "llaca"),
+    methods: Sequence[str] = ("finetune", "ema", "llaca", "ewc", "lwf"),
     seed: int = 0,
     rounds: int | None = None,
     compare_llaca_loop: bool = True,
@@ -125,6 +133,11 @@ def bench_methods(
     rounds of the ratio of their block medians in the same round (paired, so slow drifts in machine
     load cancel); ``median_ms`` is the median over all of a method's timed steps.
     ``warmup`` untimed steps per method come first (they include the EMA copies' first-step clone).
+    A method with a loss hook first ends a previous task (``after_task`` on the same batch), so that
+    the timed task is a second one: EWC has its Fisher and anchors (its penalty is on), LwF its
+    teacher (one extra forward per step); ``extra_loss`` is added to the loss as in training.
+    A method with model surgery (``prepare_model``: O-LoRA, MoELoRA) trains its own copy of the model,
+    loaded with the same seed; ``trainable_set_bytes`` is the size of each arm's trainable set.
     LLaCA runs with grouping off (EMA on); with ``compare_llaca_loop`` its per-tensor loop update
     (``fused: false``) is benchmarked too, as ``llaca_loop``. On CUDA the clock is read after
     ``torch.cuda.synchronize`` and ``peak_memory_bytes`` is ``torch.cuda.max_memory_allocated`` over a
@@ -137,12 +150,13 @@ def bench_methods(
         "ratio_vs_finetune", "tokens_per_s", "final_loss", "state_bytes", "state_ratio",
         "scalar_state_bytes", "copies_ratio", "peak_memory_bytes"}}, "llaca_fused_vs_loop", "targets"}``;
         ratios are None when their reference method was not run (``llaca_fused_vs_loop``: llaca over
-        llaca_loop, paired like ``ratio_vs_finetune``). ``final_loss`` is the same for every method
-        (the hooks never change the live weights during a task), which shows that the methods do not
-        leak into each other's trajectory.
+        llaca_loop, paired like ``ratio_vs_finetune``). ``final_loss`` (the task loss) is the same
+        for every method whose hooks change neither the gradients nor the live weights during a task
+        (finetune, ema, llaca), which shows that the methods do not leak into each other's trajectory.
         ``state_bytes`` counts the tensors of the method's ``state_dict()`` at the end, ``state_ratio``
         divides it by the trainable bytes, ``copies_ratio`` does so without the 0-dim bookkeeping
-        tensors (``scalar_state_bytes``), and the memory target is checked on ``copies_ratio``.
+        tensors and LLaCA's alpha history (``scalar_state_bytes``: it grows with the steps, not with the
+        weights), and the memory target is checked on ``copies_ratio``.
     """
     from cvqa_bench.models.load import load_model
     from cvqa_bench.models.prompting import TrainCollator
@@ -167,15 +181,32 @@ def bench_methods(
     if "pixel_values" in batch:
         batch["pixel_values"] = batch["pixel_values"].to(dtype)
     tokens = int(batch["attention_mask"].sum())
-    info = TaskInfo(0, task, (), tuple(r["id"] for r in picked))
+    info = TaskInfo(1, task, (), tuple(r["id"] for r in picked))
+    previous = TaskInfo(0, f"{task}-previous", (), info.train_ids)
+    tasks = [previous, info]
     arms = []
     for label, name, options in variants:
         cls = method_registry.get(name)
         method = cls(cls.Options(**options), seed=seed)
-        method.setup([info])
-        method.before_task(TaskContext(stage=1, task=info, tasks=[info], trainables=trainables))
-        optimizer = torch.optim.AdamW(trainables.params, lr=lr, weight_decay=0.0)
-        arms.append(_Arm(label, method, options, optimizer, trainables.snapshot()))
+        method.setup(tasks)
+        own, arm_model, arm_trainables = None, model, trainables
+        if type(method).prepare_model is not Method.prepare_model:  # model surgery: its own model
+            torch.manual_seed(seed)
+            own = load_model(model_spec, dev).model
+            method.prepare_model(own, tasks)
+            own.train()
+            arm_model, arm_trainables = own, Trainables(own)
+        start = arm_trainables.snapshot()
+        if type(method).extra_loss is not Method.extra_loss:  # its term is on from the second task
+            ended = TaskContext(stage=1, task=previous, tasks=tasks, trainables=arm_trainables, model=arm_model,
+                                batches=lambda k: iter([batch] * k))
+            method.before_task(ended)
+            method.after_task(ended)
+        method.before_task(TaskContext(stage=2, task=info, tasks=tasks, trainables=arm_trainables))
+        arm_trainables.load(start)
+        optimizer = torch.optim.AdamW(arm_trainables.params, lr=lr, weight_decay=0.0)
+        arms.append(_Arm(label, method, options, optimizer, arm_trainables.snapshot(), model=own,
+                         trainables=arm_trainables if own is not None else None))
     for arm in arms:
         _run_steps(arm, warmup, model, batch, trainables, info, dev, timed=False)
     for r, block in enumerate(_split(steps, rounds)):
@@ -201,10 +232,10 @@ def _method_report(arms: list[_Arm], loaded: Any, spec: ModelSpec, trainables: T
     for arm in arms:
         ms = sorted(t * 1e3 for block in arm.blocks for t in block)
         quartiles = statistics.quantiles(ms, n=4) if len(ms) > 1 else [ms[0]] * 3
-        tensors = list(arm.method.state_dict().values())
-        state = _nbytes(tensors)
-        # 0-dim tensors are O(1) bookkeeping (running alpha statistics), not copies of the weights
-        scalars = _nbytes([t for t in tensors if t.dim() == 0])
+        named = arm.method.state_dict()
+        state = _nbytes(list(named.values()))
+        # 0-dim tensors and the alpha history are bookkeeping (alpha statistics), not copies of the weights
+        scalars = _nbytes([t for k, t in named.items() if t.dim() == 0 or k.startswith("alpha_stats.")])
         rows[arm.label] = {
             "method": arm.method.name,
             "options": arm.options,
@@ -219,6 +250,8 @@ def _method_report(arms: list[_Arm], loaded: Any, spec: ModelSpec, trainables: T
             "state_bytes": state,
             "state_ratio": state / trainable_bytes,
             "scalar_state_bytes": scalars,
+            # model surgery: the arm's own trainable set (O-LoRA's per-task LoRAs, MoELoRA's experts + routers)
+            "trainable_set_bytes": _nbytes((arm.trainables or trainables).params),
             "copies_ratio": (state - scalars) / trainable_bytes,
             "peak_memory_bytes": arm.peak_bytes if loaded.device.type == "cuda" else None,
         }

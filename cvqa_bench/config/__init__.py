@@ -9,6 +9,7 @@ from cvqa_bench.config.loading import (
     format_validation_error,
     load_run_config,
     load_sequence,
+    parse_seed_list,
     read_yaml,
     reorder_tasks,
     resolve_sequence_path,
@@ -22,6 +23,6 @@ from cvqa_bench.config.sequence import GeneratorSpec, InstructionRule, SequenceS
 __all__ = [
     "CONFIGS_DIR", "PACKAGE_ROOT", "PROJECT_ROOT", "TASKS_DIR", "ConfigError", "EvalSpec", "GeneratorSpec",
     "InstructionRule", "LoraSpec", "MethodSpec", "ModelSpec", "RunConfig", "SequenceSpec", "StrictModel",
-    "TaskSpec", "TrainSpec", "format_validation_error", "load_run_config", "load_sequence", "read_yaml",
+    "TaskSpec", "TrainSpec", "format_validation_error", "load_run_config", "load_sequence", "parse_seed_list", "read_yaml",
     "reorder_tasks", "resolve_sequence_path", "sequence_names", "set_dotted", "validate_model",
 ]

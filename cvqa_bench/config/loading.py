@@ -8,9 +8,27 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from cvqa_bench.config.base import TASKS_DIR, ConfigError, StrictModel
+from cvqa_bench.config.base import ConfigError, StrictModel, builtin_names, find_builtin, nearest_key
 from cvqa_bench.config.run import RunConfig
 from cvqa_bench.config.sequence import SequenceSpec
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a mapping with the same key twice (the last one would win silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+            except TypeError:  # an unhashable key: the base class reports it
+                break
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def read_yaml(path: str | Path) -> Any:
@@ -20,8 +38,12 @@ def read_yaml(path: str | Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from exc
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader subclass: safe loading
+    except RecursionError as exc:
+        raise ConfigError(f"{path}: YAML nested too deeply") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
@@ -36,30 +58,31 @@ def validate_model(model_cls: type[StrictModel], data: Any, source: str) -> Any:
     try:
         return model_cls.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {format_validation_error(exc)}") from exc
+        raise ConfigError(f"{source}: {format_validation_error(exc, model_cls)}") from exc
 
 
-def format_validation_error(exc: ValidationError) -> str:
-    """One line per failing field: ``field.path: message (got value)``."""
+def format_validation_error(exc: ValidationError, model_cls: type[StrictModel] | None = None) -> str:
+    """One line per failing field: ``field.path: message (got value)``; an unknown key gets a did-you-mean."""
     parts = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "<root>"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling)"
+            near = nearest_key(model_cls, err["loc"]) if model_cls is not None else None
+            msg = f"unknown key (did you mean {near!r}?)" if near else "unknown key (check the spelling)"
         parts.append(f"{loc}: {msg}")
     return "; ".join(parts)
 
 
 def resolve_sequence_path(name_or_path: str) -> Path:
-    """A sequence given by name (``tasks/<name>.yaml``) or by path to a YAML file."""
+    """A sequence given by name (``tasks/<name>.yaml``, local or built in) or by path to a YAML file."""
     candidate = Path(name_or_path)
     if candidate.suffix in {".yaml", ".yml"} or candidate.exists():
         if not candidate.is_file():
             raise ConfigError(f"{candidate}: sequence file not found")
         return candidate
-    path = TASKS_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
+    path = find_builtin("tasks", f"{name_or_path}.yaml")
+    if path is None:
         from cvqa_bench.registry import Registry
 
         known = Registry("sequence")
@@ -70,8 +93,8 @@ def resolve_sequence_path(name_or_path: str) -> Path:
 
 
 def sequence_names() -> list[str]:
-    """Names of the sequences shipped in ``tasks/``."""
-    return sorted(p.stem for p in TASKS_DIR.glob("*.yaml"))
+    """Names of the sequences in ``./tasks`` and the built-in ``tasks/``."""
+    return builtin_names("tasks")
 
 
 def load_sequence(name_or_path: str) -> tuple[SequenceSpec, Path]:
@@ -102,6 +125,8 @@ def load_run_config(path: str | Path | None, overrides: dict[str, Any] | None = 
     """Load a run config YAML (or the defaults) and apply dotted ``overrides`` such as ``train.lr``."""
     data: dict[str, Any] = {}
     source = "<defaults>"
+    if path is not None and not Path(path).exists() and Path(path).suffix == "":
+        path = find_builtin("configs", f"{path}.yaml") or path  # a preset by name: `--config default`
     if path is not None:
         source = str(path)
         loaded = read_yaml(path)
@@ -124,3 +149,17 @@ def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
             node[key] = child
         node = child
     node[keys[-1]] = value
+
+
+def parse_seed_list(text: str | None) -> list[int | None]:
+    """``--seeds 0,1,2`` as a list of ints (``[None]`` when not given).
+
+    Raises:
+        ConfigError: an entry is not an integer.
+    """
+    if not text:
+        return [None]
+    try:
+        return [int(s) for s in text.split(",") if s.strip()] or [None]
+    except ValueError:
+        raise ConfigError(f"--seeds expects comma-separated integers (e.g. 0,1,2), got {text!r}") from None

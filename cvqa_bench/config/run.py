@@ -41,6 +41,14 @@ class ModelSpec(StrictModel):
         return self
 
 
+# The integrations of transformers' TrainingArguments.report_to (INTEGRATION_TO_CALLBACK), plus all / none.
+Tracker = Literal["none", "all", "tensorboard", "wandb", "mlflow", "comet_ml", "neptune", "azure_ml", "clearml",
+                  "dagshub", "flyte", "dvclive", "codecarbon", "swanlab", "trackio", "kubeflow"]
+# Config fields that say where a run reports (and how much it logs), not what it computes: outside the
+# stage hash and the resume check.
+UNHASHED_FIELDS = ("train.report_to", "train.logging_dir", "eval.log_samples")
+
+
 class TrainSpec(StrictModel):
     """Optimisation of one stage (the same for every task of a run)."""
 
@@ -56,6 +64,16 @@ class TrainSpec(StrictModel):
     max_grad_norm: float = Field(1.0, ge=0)
     checkpoint_every: int = Field(0, ge=0, description="in-stage checkpoint every N steps; 0 = off")
     max_length: int = Field(512, gt=0)
+    report_to: list[Tracker] = Field(
+        default_factory=lambda: ["none"], description="HF Trainer trackers (TrainingArguments.report_to), e.g. "
+        "[tensorboard]; not part of the stage hash: a tracker never changes the numbers")
+    logging_dir: str | None = Field(None, description="where file-based trackers (tensorboard) write; "
+                                    "null = <run>/logs/tensorboard")
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _one_tracker(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
 
 
 class EvalSpec(StrictModel):
@@ -65,6 +83,13 @@ class EvalSpec(StrictModel):
     limit: int | None = Field(None, gt=0, description="first N test questions per task (smoke runs)")
     max_new_tokens: int | None = Field(
         None, gt=0, description="caps every task's max_new_tokens (smoke runs); null = each task's own")
+    log_samples: bool = Field(True, description="predictions also hold each prompt's text and image path")
+    reuse_cells: bool = Field(True, description="copy the predictions of an earlier cell evaluated with the same "
+                              "weights, test split and settings (byte-identical to computing it again)")
+    vision_cache: bool = Field(True, description="with a frozen vision tower, compute each test image's vision "
+                               "features once and keep them on disk ($CVQA_CACHE/vision); same predictions")
+    sort_by_length: bool = Field(False, description="batch test questions sorted by prompt length (less padding; "
+                                 "can change float rounding, so off by default)")
 
 
 class MethodSpec(StrictModel):
@@ -101,4 +126,7 @@ class RunConfig(StrictModel):
     def stable_hash(self, *, exclude: tuple[str, ...] = ()) -> str:
         """SHA-256 of the canonical JSON of this config (minus top-level ``exclude`` keys)."""
         data = self.model_dump(mode="json", exclude=set(exclude))
+        for path in UNHASHED_FIELDS:  # absent from configs made before these fields: hashes stay the same
+            section, _, key = path.partition(".")
+            data.get(section, {}).pop(key, None)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()

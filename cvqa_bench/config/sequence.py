@@ -11,6 +11,21 @@ from cvqa_bench.config.base import StrictModel
 InstructionRule = Literal["last_line", "last_line_before_colon", "second_line"]
 ImageAspect = Literal["pad", "crop"]
 
+# Names become folder names (the data cache, stages/<k>-<task>/): a letter or digit first, then letters,
+# digits, '_', '.', '-'; never '..'. Absolute paths, '../' and hidden names are refused.
+SAFE_NAME = r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+SAFE_NAME_HELP = "must be a safe identifier: letters, digits, '_', '.', '-' (a letter or digit first, no '..', at most 64)"
+DEFAULT_MAX_IMAGE_PIXELS = 25_000_000  # 5000 x 5000; CoIN's largest images are far below
+
+
+def check_safe_name(value: str, what: str) -> str:
+    """``value`` when it is a safe identifier (:data:`SAFE_NAME`), else ``ValueError`` naming ``what``."""
+    import re
+
+    if not isinstance(value, str) or re.fullmatch(SAFE_NAME, value) is None:
+        raise ValueError(f"{what} {value!r} {SAFE_NAME_HELP}")
+    return value
+
 
 class GeneratorSpec(StrictModel):
     """A synthetic data generator that materialises a sequence's files on first use."""
@@ -36,7 +51,7 @@ class ImageAspectSpec(StrictModel):
 class TaskSpec(StrictModel):
     """One task of a sequence: its CoIN-format files, its scorer and how its instruction is found."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str
     train: str = Field(description="train conversation JSON, relative to the data root")
     test: str = Field(description="test question/answer JSON, relative to the data root")
     scorer: str
@@ -58,6 +73,11 @@ class TaskSpec(StrictModel):
     def _one_aspect_for_both(cls, value: object) -> object:
         return {"train": value, "eval": value} if isinstance(value, str) else value
 
+    @field_validator("name")
+    @classmethod
+    def _safe_task_name(cls, name: str) -> str:
+        return check_safe_name(name, "task name")
+
     @field_validator("scorer")
     @classmethod
     def _known_scorer(cls, name: str) -> str:
@@ -76,7 +96,17 @@ class SequenceSpec(StrictModel):
     image_folder: str = Field("images", description="image root, relative to the data root")
     instruction_style: Literal["original", "diverse"] = "original"
     generator: GeneratorSpec | None = None
+    allow_outside_root: bool = Field(
+        False, description="let train/test/answers files, the image folder and images (symlinks followed) "
+        "lie outside the data root; off = such paths are refused")
+    max_image_pixels: int = Field(
+        DEFAULT_MAX_IMAGE_PIXELS, gt=0, description="width x height above which an image is refused (memory)")
     tasks: list[TaskSpec] = Field(min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_sequence_name(cls, name: str) -> str:
+        return check_safe_name(name, "sequence name")
 
     @model_validator(mode="after")
     def _unique_task_names(self) -> SequenceSpec:

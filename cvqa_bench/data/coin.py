@@ -18,7 +18,7 @@ from typing import Any
 
 from cvqa_bench.config import InstructionRule, TaskSpec
 from cvqa_bench.data.answers import apply_answer_lists
-from cvqa_bench.data.images import ImageChecker, resolve_image
+from cvqa_bench.data.images import ImageChecker, inside, resolve_image
 from cvqa_bench.data.rows import DataError, Problems, check_test_row, check_train_row, read_json_list
 
 IMAGE_TOKEN = "<image>"
@@ -70,7 +70,7 @@ def extract_instruction(prompt: str, rule: InstructionRule) -> str:
 
 def _load_split(
     path: Path, kind: str, rule: InstructionRule, image_root: Path, images: ImageChecker | None,
-    problems: Problems,
+    problems: Problems, allow_outside: bool = False,
 ) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
     """Validated rows of one split file and the distinct instructions of their prompts (first seen first)."""
     try:
@@ -103,7 +103,7 @@ def _load_split(
             problems.add(f"{where}: {prompt_field}: {exc}")
             continue
         if row["image"] is not None:
-            image_path = resolve_image(row["image"], image_root, f"{where}: image", problems, images)
+            image_path = resolve_image(row["image"], image_root, f"{where}: image", problems, images, allow_outside)
             if image_path is None:
                 continue
             row["image"] = str(image_path)
@@ -111,15 +111,31 @@ def _load_split(
     return rows, tuple(instructions)
 
 
+def _outside_root(spec: TaskSpec, data_root: Path, image_root: Path) -> str | None:
+    """The first of the task's paths that lies outside the data root (symlinks followed), as a message."""
+    named = {"train": spec.train, "test": spec.test, "answers_file": spec.answers_file}
+    for field, relative in named.items():
+        if relative is not None and (Path(relative).is_absolute() or not inside(data_root / relative, data_root)):
+            return f"task {spec.name!r}: {field} {relative!r} lies outside the data root {data_root}"
+    if not inside(image_root, data_root):
+        return f"task {spec.name!r}: image folder {image_root} lies outside the data root {data_root}"
+    return None
+
+
 def _read_task(
-    spec: TaskSpec, data_root: Path, image_root: Path, images: ImageChecker | None, problems: Problems
+    spec: TaskSpec, data_root: Path, image_root: Path, images: ImageChecker | None, problems: Problems,
+    allow_outside: bool = False,
 ) -> TaskData:
     data_root, image_root = Path(data_root).absolute(), Path(image_root).absolute()
+    outside = None if allow_outside else _outside_root(spec, data_root, image_root)
+    if outside is not None:
+        problems.add(f"{outside}; set allow_outside_root: true in the sequence YAML to allow it")
+        return TaskData(spec, [], [], (), (), image_root)
     train, instructions = _load_split(
-        data_root / spec.train, "train", spec.instruction, image_root, images, problems
+        data_root / spec.train, "train", spec.instruction, image_root, images, problems, allow_outside
     )
     test, test_instructions = _load_split(
-        data_root / spec.test, "test", spec.instruction, image_root, images, problems
+        data_root / spec.test, "test", spec.instruction, image_root, images, problems, allow_outside
     )
     if spec.answers_file is not None:
         apply_answer_lists(test, data_root / spec.answers_file, data_root / spec.test, problems)
@@ -132,6 +148,7 @@ def load_task(
     image_root: Path,
     check_images: bool = True,
     images: ImageChecker | None = None,
+    allow_outside: bool = False,
 ) -> TaskData:
     """Load and validate one task's train and test files; image paths become absolute.
 
@@ -142,7 +159,8 @@ def load_task(
     """
     if check_images and images is None:
         images = ImageChecker()
-    return _read_task(spec, data_root, image_root, images if check_images else None, Problems(fail_fast=True))
+    return _read_task(spec, data_root, image_root, images if check_images else None, Problems(fail_fast=True),
+                      allow_outside)
 
 
 def validate_task(
@@ -152,12 +170,13 @@ def validate_task(
     check_images: bool = True,
     max_problems: int = 20,
     images: ImageChecker | None = None,
+    allow_outside: bool = False,
 ) -> list[str]:
     """Every problem of one task's files as one line each; the first ``max_problems`` and a count line."""
     if check_images and images is None:
         images = ImageChecker()
     problems = Problems(fail_fast=False)
-    _read_task(spec, data_root, image_root, images if check_images else None, problems)
+    _read_task(spec, data_root, image_root, images if check_images else None, problems, allow_outside)
     return problems.summary(max_problems)
 
 

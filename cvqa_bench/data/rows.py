@@ -173,9 +173,30 @@ def read_json_document(path: Path) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot read ({exc})") from exc
     try:
-        return json.loads(text)
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from exc
+    except RecursionError:
+        data = TOO_DEEP
+    if data is TOO_DEEP or _depth_exceeds(data, MAX_JSON_DEPTH):
+        raise DataError(f"{path}: JSON nested deeper than {MAX_JSON_DEPTH} levels; CoIN files need 4")
+    return data
+
+
+MAX_JSON_DEPTH = 64
+TOO_DEEP = object()
+
+
+def _depth_exceeds(data: Any, limit: int) -> bool:
+    """Whether ``data`` nests lists/objects deeper than ``limit`` (iterative: no recursion on hostile input)."""
+    stack = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return False
 
 
 def read_json_list(path: Path) -> list[Any]:

@@ -6,6 +6,11 @@ folder the generator is materialised into once: ``$CVQA_CACHE/data/<name>-<hash>
 ``<project root>/.cache/cvqa``). Materialisation writes into a temporary sibling folder with a
 ``DONE`` marker and renames it into place, so a reader never sees half a data set and concurrent
 processes at worst generate twice.
+
+The cache removes only what it made: its own temporary folders (``.<name>-<hash>.<pid>-<id>.tmp``,
+those of a dead process too). A ``<name>-<hash>`` folder without ``DONE`` is never something it leaves
+behind (the rename is atomic), so it is refused, not deleted. Sequence names are safe identifiers
+(``config/sequence.py``), so the folder always lies inside ``<cache>/data``.
 """
 
 from __future__ import annotations
@@ -67,7 +72,11 @@ def materialise(seq: SequenceSpec) -> Path:
     final = cache_root() / "data" / f"{seq.name}-{generator_key(seq)}"
     if (final / DONE_MARKER).is_file():
         return final
+    if final.is_symlink() or final.exists():
+        raise DataError(f"{final}: exists but was not made by cvqa-bench (no {DONE_MARKER} marker); it is left "
+                        "untouched: move it away, or point CVQA_CACHE at another folder")
     final.parent.mkdir(parents=True, exist_ok=True)
+    _remove_dead_temporaries(final.parent, final.name)
     tmp = final.with_name(f".{final.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
     tmp.mkdir()
     try:
@@ -84,25 +93,37 @@ def materialise(seq: SequenceSpec) -> Path:
 
 
 def _move_into_place(tmp: Path, final: Path) -> None:
-    """Rename the finished ``tmp`` folder to ``final`` unless another process already did."""
+    """Rename the finished ``tmp`` folder to ``final`` unless another process already did.
+
+    Raises:
+        DataError: ``final`` exists without a ``DONE`` marker (not made by this cache: left alone).
+    """
     try:
         os.rename(tmp, final)
         return
     except OSError:
         if (final / DONE_MARKER).is_file():
             return  # another process won the race with identical content; ours is discarded
-    # A folder without DONE is not something this code leaves behind: move it aside and retry once.
-    stale = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.stale")
+    raise DataError(f"{final}: exists but was not made by cvqa-bench (no {DONE_MARKER} marker); it is left "
+                    "untouched: move it away, or point CVQA_CACHE at another folder")
+
+
+def _remove_dead_temporaries(folder: Path, final_name: str) -> None:
+    """Remove this cache's temporary folders of ``final_name`` whose process no longer exists."""
+    for tmp in folder.glob(f".{final_name}.*-*.tmp"):
+        pid = tmp.name[len(final_name) + 2:].split("-", 1)[0]
+        if pid.isdigit() and tmp.is_dir() and not tmp.is_symlink() and not _alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
     try:
-        os.rename(final, stale)
-    except FileNotFoundError:
-        pass  # someone else moved it
-    shutil.rmtree(stale, ignore_errors=True)
-    try:
-        os.rename(tmp, final)
-    except OSError:
-        if not (final / DONE_MARKER).is_file():
-            raise
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def resolve_data_root(seq: SequenceSpec, seq_path: Path, data_root: str | None = None) -> Path:
@@ -144,8 +165,10 @@ def load_sequence_data(
         DataError: the first problem found in any task's files.
     """
     root = resolve_data_root(seq, seq_path, data_root)
-    images = ImageChecker() if check_images else None  # shared: an image used by two tasks is opened once
-    return [load_task(task, root, image_root(seq, root, task), check_images, images) for task in seq.tasks]
+    # shared: an image used by two tasks is decoded once
+    images = ImageChecker(seq.max_image_pixels) if check_images else None
+    return [load_task(task, root, image_root(seq, root, task), check_images, images, seq.allow_outside_root)
+            for task in seq.tasks]
 
 
 def validate_sequence_data(
@@ -158,8 +181,9 @@ def validate_sequence_data(
         DataError: the data root itself cannot be resolved.
     """
     root = resolve_data_root(seq, seq_path, data_root)
-    images = ImageChecker() if check_images else None
+    images = ImageChecker(seq.max_image_pixels) if check_images else None
     return {
-        task.name: validate_task(task, root, image_root(seq, root, task), check_images, max_problems, images)
+        task.name: validate_task(task, root, image_root(seq, root, task), check_images, max_problems, images,
+                                 seq.allow_outside_root)
         for task in seq.tasks
     }

@@ -2,7 +2,9 @@
 
 The EMA copy is taken at the task's first optimizer step (theta* = p; with no previous gradient the
 alpha falls back to 0.01, which leaves theta* = p), then every step runs the fused or the loop update
-of ``ema_update``. Memory: two copies of the trainable tensors.
+of ``ema_update``. Memory: two copies of the trainable tensors. With ``fixed_alpha`` set (LLaCA's
+``ema: stable`` ablation) every later step is ``theta* <- (1 - alpha) theta* + alpha p`` with that alpha
+and no gradient is kept (one copy).
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ from typing import Any
 
 import torch
 
-from cvqa_bench.methods.alpha_stats import AlphaStats
+from cvqa_bench.methods.alpha_stats import FIRST_STEP, FIXED, AlphaStats, fallback_causes
 from cvqa_bench.methods.base import Trainables
 from cvqa_bench.methods.ema_update import (
     alpha_dtype,
     dynamic_ema_step_fused,
     dynamic_ema_step_loop,
+    fixed_ema_step,
     on_one_device,
 )
 
@@ -29,9 +32,11 @@ def strip_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, tor
 class DynamicEMA:
     """EMA weights theta*, previous gradients and alpha statistics, keyed by trainable tensor name."""
 
-    def __init__(self, fallback_alpha: float, fused: bool) -> None:
+    def __init__(self, fallback_alpha: float, fused: bool, fixed_alpha: float | None = None) -> None:
         self.fallback_alpha = fallback_alpha
         self.fused = fused
+        self.fixed_alpha = fixed_alpha
+        self.names: list[str] = []  # the tensors in the order of the alpha history's columns
         self.ema: dict[str, torch.Tensor] = {}
         self.prev_grad: dict[str, torch.Tensor] = {}
         self.stats = AlphaStats()
@@ -46,23 +51,33 @@ class DynamicEMA:
     def step(self, trainables: Trainables) -> None:
         """One update of every trainable tensor, right after ``optimizer.step()``."""
         names = trainables.names
+        self.names = list(names)
         params = [p.detach() for p in trainables.params]
         grads = [g.detach() for g in trainables.grads()]
         device = params[0].device
         if not self._placed:
             self._place(device)
+        first_alpha = self.fallback_alpha if self.fixed_alpha is None else self.fixed_alpha
         if not self.ema:  # first step of the task: theta* = copy(p); no g_prev, so alpha falls back
             self.ema = {n: p.clone() for n, p in zip(names, params)}
-            self.prev_grad = {n: g.clone() for n, g in zip(names, grads)}
-            alphas = torch.full((len(params),), self.fallback_alpha, dtype=alpha_dtype(params), device=device)
-            self.stats.update(alphas, torch.ones(len(params), dtype=torch.bool, device=device))
+            if self.fixed_alpha is None:
+                self.prev_grad = {n: g.clone() for n, g in zip(names, grads)}
+            alphas = torch.full((len(params),), first_alpha, dtype=alpha_dtype(params), device=device)
+            flags = torch.ones(len(params), dtype=torch.bool, device=device)
+            self.stats.update(alphas, flags, torch.full((len(params),), FIRST_STEP, dtype=torch.int8, device=device))
             return
         ema = [self.ema[n] for n in names]
+        if self.fixed_alpha is not None:
+            fixed_ema_step(ema, params, self.fixed_alpha)
+            alphas = torch.full((len(params),), self.fixed_alpha, dtype=alpha_dtype(params), device=device)
+            flags = torch.zeros(len(params), dtype=torch.bool, device=device)
+            self.stats.update(alphas, flags, torch.full((len(params),), FIXED, dtype=torch.int8, device=device))
+            return
         prev = [self.prev_grad[n] for n in names]
         fused = self.fused and on_one_device(params + ema + grads + prev)
         update = dynamic_ema_step_fused if fused else dynamic_ema_step_loop
-        alphas, fell_back = update(params, ema, grads, prev, self.fallback_alpha)
-        self.stats.update(alphas, fell_back)
+        alphas, fell_back, raw = update(params, ema, grads, prev, self.fallback_alpha, return_raw=True)
+        self.stats.update(alphas, fell_back, fallback_causes(raw, fell_back))
 
     def _place(self, device: torch.device) -> None:
         self.ema = {n: t.to(device) for n, t in self.ema.items()}
@@ -71,8 +86,9 @@ class DynamicEMA:
         self._placed = True
 
     def summary(self) -> dict[str, Any]:
-        """The task's alpha statistics (mean, min, max, n_updates, fallback_fraction)."""
-        return self.stats.summary()
+        """The task's alpha statistics (``AlphaStats.summary``), per tensor by name and entry count."""
+        names = self.names or list(self.ema)  # a loaded state's dict order is not the columns' order
+        return self.stats.summary(names, [self.ema[n].numel() for n in names] if self.ema else None)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """``ema.<name>``, ``prev_grad.<name>`` and ``alpha_stats.<field>`` tensors."""

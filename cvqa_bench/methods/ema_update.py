@@ -52,6 +52,10 @@ def _checked_alpha(
     if prev_grad is None:
         return None
     alpha = _raw_alpha(_l1(param - ema), _l1(grad), _l1(grad - prev_grad)).item()
+    return _in_range(alpha)
+
+
+def _in_range(alpha: float) -> float | None:
     return alpha if math.isfinite(alpha) and 0.0 < alpha < 1.0 else None
 
 
@@ -88,7 +92,8 @@ def dynamic_ema_step_loop(
     grads: list[torch.Tensor],
     prev_grads: list[torch.Tensor],
     fallback: float = FALLBACK_ALPHA,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    return_raw: bool = False,
+) -> tuple[torch.Tensor, ...]:
     """One dynamic-EMA step, tensor by tensor (the reference path); updates ``ema`` and ``prev_grads``.
 
     Each alpha is ``dynamic_alpha``'s own computation, read back as a Python float as the official
@@ -96,21 +101,24 @@ def dynamic_ema_step_loop(
 
     Returns:
         (alphas, fell_back): the alpha applied to each tensor and whether it was the fallback,
-        as 1-D tensors on the parameters' device.
+        as 1-D tensors on the parameters' device; with ``return_raw`` also the raw dynamic alphas.
     """
     applied: list[float] = []
     fell_back: list[bool] = []
+    raws: list[float] = []
     for p, e, g, gp in zip(params, ema, grads, prev_grads, strict=True):
-        alpha = _checked_alpha(p, e, g, gp)
+        raws.append(_raw_alpha(_l1(p - e), _l1(g), _l1(g - gp)).item())
+        alpha = _in_range(raws[-1])
         fell_back.append(alpha is None)
         applied.append(fallback if alpha is None else alpha)
         e.lerp_(p, applied[-1])
         gp.copy_(g)
     device = params[0].device
-    return (
+    out = (
         torch.tensor(applied, dtype=alpha_dtype(params), device=device),
         torch.tensor(fell_back, dtype=torch.bool, device=device),
     )
+    return (*out, torch.tensor(raws, dtype=alpha_dtype(params), device=device)) if return_raw else out
 
 
 @torch.no_grad()
@@ -120,7 +128,8 @@ def dynamic_ema_step_fused(
     grads: list[torch.Tensor],
     prev_grads: list[torch.Tensor],
     fallback: float = FALLBACK_ALPHA,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    return_raw: bool = False,
+) -> tuple[torch.Tensor, ...]:
     """One dynamic-EMA step with ``torch._foreach_*`` ops; same result and return as the loop path.
 
     Every tensor must be on one device (the caller falls back to the loop otherwise). Never reads a
@@ -129,20 +138,21 @@ def dynamic_ema_step_fused(
     dtypes = [norm_dtype(p) for p in params]
     widest = alpha_dtype(params)
     if all(d == widest for d in dtypes):
-        alphas, in_range = _fused_alphas(params, ema, grads, prev_grads, fallback, widest)
+        alphas, in_range, raw = _fused_alphas(params, ema, grads, prev_grads, fallback, widest)
     else:  # float64 next to narrower tensors: each keeps its own norm dtype, as in dynamic_alpha
         alphas = torch.empty(len(params), dtype=widest, device=params[0].device)
+        raw = torch.empty(len(params), dtype=widest, device=params[0].device)
         in_range = torch.empty(len(params), dtype=torch.bool, device=params[0].device)
         for dtype in dict.fromkeys(dtypes):
             idx = [i for i, d in enumerate(dtypes) if d == dtype]
             pick = [[ts[i] for i in idx] for ts in (params, ema, grads, prev_grads)]
-            part, ok = _fused_alphas(*pick, fallback, dtype)
+            part, ok, part_raw = _fused_alphas(*pick, fallback, dtype)
             where = torch.tensor(idx, device=alphas.device)
-            alphas[where], in_range[where] = part.to(widest), ok
+            alphas[where], in_range[where], raw[where] = part.to(widest), ok, part_raw.to(widest)
     weights = [w if w.dtype == e.dtype else w.to(e.dtype) for w, e in zip(alphas.unbind(), ema)]
     torch._foreach_lerp_(ema, params, weights)
     torch._foreach_copy_(prev_grads, grads)
-    return alphas, ~in_range
+    return (alphas, ~in_range, raw) if return_raw else (alphas, ~in_range)
 
 
 def _fused_alphas(
@@ -152,14 +162,14 @@ def _fused_alphas(
     prev_grads: list[torch.Tensor],
     fallback: float,
     dtype: torch.dtype,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The alphas (fallback applied) and in-range flags of tensors whose norms are taken in ``dtype``."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The alphas (fallback applied), in-range flags and raw alphas of tensors whose norms are taken in ``dtype``."""
     a = torch.stack(torch._foreach_norm(torch._foreach_sub(params, ema), 1, dtype=dtype))
     b = torch.stack(torch._foreach_norm(grads, 1, dtype=dtype))
     c = torch.stack(torch._foreach_norm(torch._foreach_sub(grads, prev_grads), 1, dtype=dtype))
     raw = _raw_alpha(a, b, c)
     in_range = (raw > 0) & (raw < 1)  # nan and inf compare False, so they fall back too
-    return torch.where(in_range, raw, torch.full_like(raw, fallback)), in_range
+    return torch.where(in_range, raw, torch.full_like(raw, fallback)), in_range, raw
 
 
 def on_one_device(tensors: list[torch.Tensor]) -> bool:

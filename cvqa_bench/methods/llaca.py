@@ -6,11 +6,15 @@ copy is taken at the task's first step, where alpha falls back to 0.01), write t
 the model at the end and keep a snapshot as the group's latest weights. Evaluation routes a task to
 its group's weights. Memory: EMA + previous gradient = 2 copies of the trainable tensors during a
 task, plus one snapshot per group (and one of the base model if an override starts from it).
+
+Ablation switches (the paper's Table 6, row by row): ``ema: dynamic`` (the method), ``stable`` (a fixed
+weight of 0.99 on the old weights, alpha = ``fallback_alpha``, where the plan has EMA on) or ``off`` (no
+EMA at all); ``grouping: true|false``. ``ema: off`` with grouping on isolates grouping.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -35,6 +39,10 @@ class LLaCAOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     grouping: bool = Field(True, description="instruction grouping; off = one group, dynamic EMA on every task")
+    ema: Literal["dynamic", "stable", "off"] = Field(
+        "dynamic", description="dynamic: LLaCA's alpha; stable: fixed alpha = fallback_alpha (weight 0.99 on the "
+        "old weights); off: no EMA (with grouping on: grouping alone)"
+    )
     threshold: float | None = Field(
         None, ge=0, le=1, description="join a group at this mean TF-IDF similarity; null = by the sequence's "
         "instruction_style, as the official code picks it: 0.90 original CoIN instructions, 0.30 diverse / 10-type"
@@ -58,7 +66,8 @@ class LLaCA(Method):
         self.trained: list[str] = []  # task names whose stage has ended, in order
         self.group_params: dict[int, dict[str, torch.Tensor]] = {}
         self.base_params: dict[str, torch.Tensor] | None = None
-        self.dynamic = DynamicEMA(self.options.fallback_alpha, self.options.fused)
+        fixed = self.options.fallback_alpha if self.options.ema == "stable" else None
+        self.dynamic = DynamicEMA(self.options.fallback_alpha, self.options.fused, fixed_alpha=fixed)
         self.task_stats: dict[str, dict[str, Any]] = {}
         self._in_progress: str | None = None  # the task between before_task and after_task
         self._set_threshold("original")
@@ -117,13 +126,17 @@ class LLaCA(Method):
 
     def after_optimizer_step(self, ctx: StepContext) -> None:
         """The dynamic-EMA update of every trainable tensor, when EMA is on for this task."""
-        if self._decision(ctx.task).ema:
+        if self._ema_on(self._decision(ctx.task)):
             self.dynamic.step(ctx.trainables)
+
+    def _ema_on(self, decision: TaskDecision) -> bool:
+        """The plan's EMA flag for the task, unless the ``ema: off`` ablation turns EMA off everywhere."""
+        return decision.ema and self.options.ema != "off"
 
     def after_task(self, ctx: TaskContext) -> None:
         """Write the EMA weights into the model (EMA on), keep them as the group's latest, log alpha stats."""
         decision = self._decision(ctx.task)
-        if decision.ema and self.dynamic.ema:
+        if self._ema_on(decision) and self.dynamic.ema:
             ctx.trainables.load(self.dynamic.ema)
         self.group_params[decision.group] = ctx.trainables.snapshot()
         self.task_stats[decision.task] = self.dynamic.summary()
@@ -149,6 +162,30 @@ class LLaCA(Method):
             return dict(self.group_params[self.decisions[task.name].group])
         group = route(task.instructions, self.codebooks(), self.threshold)
         return dict(self.group_params[max(self.group_params) if group is None else group])
+
+    def eval_signature(self, task: TaskInfo) -> Any:
+        """Nothing: a task is evaluated with the tensors ``eval_state`` loads, and they alone."""
+        return None
+
+    def weight_versions(self, tasks: list[TaskInfo]) -> list[list[Any]]:
+        """(group, stage that last trained it) of the group each task is routed to, as ``eval_state`` routes;
+        ``"base"`` before any training. Call after ``setup``."""
+        versions: list[list[Any]] = [["base"] * len(tasks)]
+        last: dict[int, int] = {}
+        books: dict[int, list[str]] = {}
+        for stage, trained in enumerate(tasks, start=1):
+            decision = self._decision(trained)
+            last[decision.group] = stage
+            add_to_codebook(books.setdefault(decision.group, []), decision.instructions)
+            done = {t.name for t in tasks[:stage]}
+            row = []
+            for task in tasks:
+                group = self.decisions[task.name].group if task.name in done else route(
+                    task.instructions, [books.get(g, []) for g in range(max(books) + 1)], self.threshold)
+                group = max(last) if group is None else group
+                row.append((group, last[group]))
+            versions.append(row)
+        return versions
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Group weights (``group.<g>.<name>``), base snapshot, EMA, previous gradients, running alpha stats."""
@@ -188,7 +225,8 @@ class LLaCA(Method):
         for decision in self.decisions.values():
             row = decision.to_json()
             row.pop("instructions")
+            row["ema_applied"] = self._ema_on(decision)
             row["alpha"] = self.task_stats.get(decision.task)
             tasks.append(row)
-        return {"grouping": self.options.grouping, "threshold": self.threshold, "threshold_from": self.threshold_from,
-                "tasks": tasks}
+        return {"grouping": self.options.grouping, "ema": self.options.ema, "threshold": self.threshold,
+                "threshold_from": self.threshold_from, "tasks": tasks}

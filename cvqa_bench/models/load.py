@@ -13,7 +13,8 @@ from typing import Any
 
 import torch
 
-from cvqa_bench.config import PROJECT_ROOT, ConfigError, ModelSpec
+from cvqa_bench.config import ConfigError, ModelSpec
+from cvqa_bench.config.base import project_path
 from cvqa_bench.models.precision import compute_dtype, keep_trainables_fp32
 
 PROJECTOR_MODULE = "multi_modal_projector"
@@ -41,7 +42,7 @@ def model_directory(spec: ModelSpec) -> Path:
 
         tiny = Path(spec.tiny)
         if not tiny.is_absolute() and not tiny.is_file():
-            tiny = PROJECT_ROOT / tiny  # repository-relative paths work from any working directory
+            tiny = project_path(tiny)  # repository-relative paths work from any working directory
         return tiny_model_dir(tiny)
     path = Path(spec.path).expanduser()
     if not (path / "config.json").is_file():

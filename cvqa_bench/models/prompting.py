@@ -7,7 +7,6 @@ model saw before each answer in training.
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -58,10 +57,10 @@ def conversation_segments(processor: Any, row: dict[str, Any]) -> list[tuple[str
     return segments
 
 
-@lru_cache(maxsize=4096)
 def _load_image(path: str) -> Image.Image:
-    with Image.open(path) as img:
-        return img.convert("RGB")
+    from cvqa_bench.data.image_cache import load_rgb  # bounded by bytes, not by count
+
+    return load_rgb(path)
 
 
 def load_image(path: str, pad_to_square: bool = False, fill: tuple[int, int, int] = (0, 0, 0)) -> Image.Image:
@@ -83,8 +82,17 @@ def mean_fill(processor: Any) -> tuple[int, int, int]:
     return tuple(int(m * 255) for m in mean)  # type: ignore[return-value]
 
 
+PIXEL_BUDGET_BYTES = 1 << 30  # pre-encoded pixels of one stage's rows kept in memory up to this
+ENCODE_CHUNK = 64  # rows per processor call when pre-encoding
+
+
 class TrainCollator:
-    """Batch CoIN training rows into ``input_ids``, ``attention_mask``, ``labels`` and ``pixel_values``."""
+    """Batch CoIN training rows into ``input_ids``, ``attention_mask``, ``labels`` and ``pixel_values``.
+
+    Called with raw rows it encodes them (chat template, processor, label masking) and pads; called with
+    the items of :meth:`encode_rows` it only pads, so a stage encodes each row once instead of once per
+    batch. Both give the same tensors for the same rows.
+    """
 
     def __init__(self, processor: Any, max_length: int, pad_to_square: bool = False) -> None:
         self.processor = processor
@@ -92,16 +100,28 @@ class TrainCollator:
         self.pad_to_square = pad_to_square
         self.fill = mean_fill(processor)
 
-    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    def encode_rows(self, rows: list[dict[str, Any]], keep_pixels: bool | None = None) -> list[dict[str, Any]]:
+        """Every row encoded once, in order: token ids, labels and (when they fit in memory) pixel values."""
+        encoded = [item for start in range(0, len(rows), ENCODE_CHUNK)
+                   for item in self._encode(rows[start : start + ENCODE_CHUNK])]
+        if keep_pixels is None:
+            sizes = [item["pixel_values"].nbytes for item in encoded if item["pixel_values"] is not None]
+            keep_pixels = sum(sizes) <= PIXEL_BUDGET_BYTES
+        if not keep_pixels:  # recomputed per batch from the image path (decoded images are cached)
+            for item in encoded:
+                item["pixel_values"] = None
+        return encoded
+
+    def _encode(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         segments = [conversation_segments(self.processor, row) for row in rows]
         images = [load_image(r["image"], self.pad_to_square, self.fill) for r in rows if r.get("image")]
         # The first segment of each row holds the image marker: the processor expands it to image tokens.
         first = self.processor(text=[s[0][0] for s in segments], images=images or None, add_special_tokens=True)
         rest = [text for s in segments for text, _ in s[1:]]
         rest_ids = iter(self.processor.tokenizer(rest, add_special_tokens=False)["input_ids"] if rest else [])
-        pad_id = self.processor.tokenizer.pad_token_id
-        ids_rows, label_rows = [], []
-        for row_segments, first_ids in zip(segments, first["input_ids"]):
+        pixels = iter(first["pixel_values"] if images else [])
+        out = []
+        for row, row_segments, first_ids in zip(rows, segments, first["input_ids"]):
             ids, labels = list(first_ids), [IGNORE_INDEX] * len(first_ids)
             for _, is_target in row_segments[1:]:
                 piece = next(rest_ids)
@@ -109,16 +129,28 @@ class TrainCollator:
                 labels += piece if is_target else [IGNORE_INDEX] * len(piece)
             if len(first_ids) > self.max_length:
                 raise ValueError(f"prompt of {len(first_ids)} tokens exceeds train.max_length={self.max_length}")
-            ids_rows.append(ids[: self.max_length])
-            label_rows.append(labels[: self.max_length])
-        width = max(len(ids) for ids in ids_rows)
+            out.append({"encoded_row": True, "id": row.get("id"),
+                        "input_ids": ids[: self.max_length], "labels": labels[: self.max_length],
+                        "image": row.get("image"), "pixel_values": next(pixels) if row.get("image") else None})
+        return out
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        items = rows if rows and rows[0].get("encoded_row") else self._encode(rows)
+        pad_id = self.processor.tokenizer.pad_token_id
+        width = max(len(item["input_ids"]) for item in items)
         batch = {
-            "input_ids": torch.tensor([ids + [pad_id] * (width - len(ids)) for ids in ids_rows]),
-            "attention_mask": torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids in ids_rows]),
-            "labels": torch.tensor([lab + [IGNORE_INDEX] * (width - len(lab)) for lab in label_rows]),
+            "input_ids": torch.tensor([it["input_ids"] + [pad_id] * (width - len(it["input_ids"])) for it in items]),
+            "attention_mask": torch.tensor([[1] * len(it["input_ids"]) + [0] * (width - len(it["input_ids"]))
+                                            for it in items]),
+            "labels": torch.tensor([it["labels"] + [IGNORE_INDEX] * (width - len(it["labels"])) for it in items]),
         }
-        if images:
-            batch["pixel_values"] = torch.as_tensor(np.stack(first["pixel_values"]))
+        with_image = [it for it in items if it["image"]]
+        if with_image:
+            if any(it["pixel_values"] is None for it in with_image):
+                images = [load_image(it["image"], self.pad_to_square, self.fill) for it in with_image]
+                batch["pixel_values"] = self.processor.image_processor(images, return_tensors="pt")["pixel_values"]
+            else:
+                batch["pixel_values"] = torch.as_tensor(np.stack([it["pixel_values"] for it in with_image]))
         return batch
 
 

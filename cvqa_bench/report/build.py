@@ -18,12 +18,14 @@ from cvqa_bench.report.groups import RunGroup, group_runs
 from cvqa_bench.report.summary import RunSummary, load_run, meta_lines
 from cvqa_bench.report.formats import latex_document_header, markdown_document, to_csv, to_latex, to_records
 from cvqa_bench.report.published import load_published, published_tables
+from cvqa_bench.report.partial import is_partial_run, load_partial_run, partial_lines, partial_tables
 from cvqa_bench.report.tables import ComparisonRow, ReportTable, Stat, comparison_table, format_cell, matrix_table, metrics_table
 
 if TYPE_CHECKING:
     from rich.console import Console
 
 FORMATS = ("md", "csv", "json", "latex")
+BRIEF_COLUMNS = {"metrics": ("metric", "paper name", "value")}  # print_report(brief=True)
 
 
 @dataclass
@@ -55,9 +57,12 @@ def build_report(run_dirs: Sequence[Path], out_dir: Path, formats: Sequence[str]
     if not run_dirs:
         raise ValueError("build_report needs at least one run directory")
     out_dir = Path(out_dir)
+    if len(run_dirs) == 1 and is_partial_run(Path(run_dirs[0])):
+        return _partial_report(Path(run_dirs[0]), out_dir, formats)
     runs = [load_run(Path(d)) for d in run_dirs]
     groups = group_runs(runs)
     result = ReportResult(out_dir, runs, groups, [])
+    result.warnings += [f"{r.name} is a shortened run: {r.meta['shortened']}" for r in runs if r.meta.get("shortened")]
     if len(runs) == 1:
         run = runs[0]
         scorers = [run.scorers[t] for t in run.tasks]
@@ -87,6 +92,15 @@ def build_report(run_dirs: Sequence[Path], out_dir: Path, formats: Sequence[str]
         result.tables += published_tables(load_published())
     images = [p.name for p in result.files]
     _write_formats(result, formats, title, lines, images)
+    return result
+
+
+def _partial_report(run_dir: Path, out_dir: Path, formats: Sequence[str]) -> ReportResult:
+    """An unfinished run: the partial matrix, the metrics defined so far, the missing cells as a warning."""
+    run = load_partial_run(run_dir)
+    title, lines, warnings = partial_lines(run)
+    result = ReportResult(out_dir, [], [], partial_tables(run), warnings=warnings)
+    _write_formats(result, formats, title, lines, [])
     return result
 
 
@@ -128,23 +142,29 @@ def _write_formats(result: ReportResult, formats: Sequence[str], title: str, lin
         result.files.append(atomic_write_json(out / "report.json", doc))
 
 
-def print_report(result: ReportResult, console: Console) -> None:
-    """Show the report's tables (rich), warnings and written files in a terminal."""
+def print_report(result: ReportResult, console: Console, brief: bool = False) -> None:
+    """Show the report's tables (rich), warnings and written files in a terminal.
+
+    ``brief`` (the end of ``cvqa run``): no captions, no file list, and only the key columns of the tables
+    named in ``BRIEF_COLUMNS``; the full tables are in report.md.
+    """
     from rich.markup import escape
     from rich.table import Table
 
     for table in result.tables:
-        caption = " ".join([table.caption, *table.notes]).strip()
+        caption = "" if brief else " ".join([table.caption, *table.notes]).strip()
         view = Table(title=escape(table.title), caption=escape(caption) or None, caption_justify="left")
         sub = table.subheader or [""] * len(table.columns)
-        for c, (name, extra) in enumerate(zip(table.columns, sub, strict=True)):
+        keep = [c for c, name in enumerate(table.columns)
+                if not brief or name in BRIEF_COLUMNS.get(table.key, table.columns)]
+        for c in keep:
             numeric = any(isinstance(row[c], float | Stat) for row in table.rows)
-            header = escape(name) + (f"\n[dim]{escape(extra)}[/dim]" if extra else "")
+            header = escape(table.columns[c]) + (f"\n[dim]{escape(sub[c])}[/dim]" if sub[c] else "")
             view.add_column(header, justify="right" if numeric else "left", no_wrap=numeric)
         for row in table.rows:
-            view.add_row(*(escape(format_cell(cell)) for cell in row))
+            view.add_row(*(escape(format_cell(row[c])) for c in keep))
         console.print(view)
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
-    for path in result.files:
+    for path in [] if brief else result.files:
         console.print(f"wrote {escape(str(path))}")

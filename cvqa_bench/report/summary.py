@@ -58,6 +58,10 @@ def _check_summary_inputs(matrix: Any, tasks: Sequence[str], scorers: dict[str, 
     if bad.size:
         k, i = bad[0]
         raise ValueError(f"matrix has a non-finite value at stage {k}, task {tasks[i]!r} (a cell was not scored?)")
+    out_of_range = np.argwhere((arr < 0) | (arr > 100))
+    if out_of_range.size:
+        k, i = out_of_range[0]
+        raise ValueError(f"matrix cell at stage {k}, task {tasks[i]!r} is {arr[k, i]:g}; scores are percent, 0-100")
     if set(scorers) != set(tasks):
         raise ValueError(f"scorers must name one scorer per task; tasks {list(tasks)}, scorers for {sorted(scorers)}")
     missing = [k for k in REQUIRED_META if k not in meta]
@@ -78,6 +82,7 @@ def write_run_summary(run_dir: Path, matrix: np.ndarray, tasks: list[str], score
     ``meta`` holds at least name, sequence, method and seed.
     """
     from cvqa_bench.report.plots import plot_heatmap
+    from cvqa_bench.report.alpha_plot import plot_run_alpha
 
     run_dir = Path(run_dir)
     arr = _check_summary_inputs(matrix, tasks, scorers, meta)
@@ -90,6 +95,7 @@ def write_run_summary(run_dir: Path, matrix: np.ndarray, tasks: list[str], score
                       {"tasks": list(tasks), "scorers": dict(scorers), "meta": meta, "metrics": metrics})
     scorer_list = [scorers[t] for t in tasks]
     plot_heatmap(arr, tasks, scorer_list, run_dir / "heatmap.png", title=f"{meta['name']}: accuracy after each stage")
+    plot_run_alpha(run_dir, title=f"{meta['name']}: applied EMA alpha")  # LLaCA runs only (report/alpha_plot.py)
     tables = [matrix_table(arr, tasks, scorer_list, title="Accuracy matrix"), metrics_table(metrics)]
     atomic_write_text(run_dir / "report.md", markdown_document(f"Run {meta['name']}", meta_lines(meta), tables,
                                                        ["heatmap.png"]))
@@ -97,8 +103,8 @@ def write_run_summary(run_dir: Path, matrix: np.ndarray, tasks: list[str], score
 
 
 def meta_lines(meta: dict[str, Any]) -> list[str]:
-    """The Markdown lines naming a run's sequence, method, seed and scoring protocol."""
-    return [f"{k}: `{meta[k]}`" for k in (*REQUIRED_META[1:], "protocol") if k in meta]
+    """The Markdown lines naming a run's sequence, method, seed, scoring protocol and why it was shortened."""
+    return [f"{k}: `{meta[k]}`" for k in (*REQUIRED_META[1:], "protocol", "shortened") if k in meta]
 
 
 def _read_matrix_csv(path: Path) -> tuple[list[str], np.ndarray]:
@@ -126,6 +132,10 @@ def _read_matrix_csv(path: Path) -> tuple[list[str], np.ndarray]:
             raise RunSummaryError(f"{where}: {exc}") from exc
     if not np.isfinite(matrix).all():
         raise RunSummaryError(f"{path}: contains non-finite values")
+    out_of_range = np.argwhere((matrix < 0) | (matrix > 100))
+    if out_of_range.size:
+        k, i = out_of_range[0]
+        raise RunSummaryError(f"{path}:{k + 2}: {tasks[i]} is {matrix[k, i]:g}; matrix cells are percent, 0-100")
     return tasks, matrix
 
 

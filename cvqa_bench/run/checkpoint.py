@@ -1,7 +1,8 @@
 """Saving and restoring what a stage needs beyond the Trainer's own checkpoint: weights and method state.
 
 A Trainer checkpoint folder counts only once ``cvqa_complete.json`` is in it: that marker is written
-last (after the method state), so a kill while saving leaves a folder that resume ignores.
+last (after the method state), so a kill while saving leaves a folder that resume ignores; it seals
+the SHA-256 of the folder's files, and a checkpoint whose files changed is passed over.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from cvqa_bench.io import atomic_write, atomic_write_json
-from cvqa_bench.methods.base import Method
+from cvqa_bench.methods.base import Method, Trainables
 
 COMPLETE_MARKER = "cvqa_complete.json"
 METHOD_TENSORS = "method_state.safetensors"
 METHOD_EXTRA = "method_state.json"
+TRAINABLES = "trainables.safetensors"
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
@@ -44,9 +46,38 @@ def load_method_state(folder: Path, method: Method, device: torch.device | str =
     method.load_state(load_tensors(folder / METHOD_TENSORS, device), extra)
 
 
+def save_trainables(folder: Path, trainables: Trainables) -> None:
+    """Write every trainable tensor into an in-stage checkpoint folder.
+
+    The Trainer saves a peft model's adapter only; a method's own modules (O-LoRA's per-task LoRAs,
+    MoELoRA's experts) and the tensors it froze for this task would be missing on resume.
+    """
+    save_tensors(folder / TRAINABLES, trainables.snapshot())
+
+
+def load_trainables(folder: Path, trainables: Trainables, device: torch.device | str = "cpu") -> None:
+    """Restore what :func:`save_trainables` wrote (a checkpoint from before it existed has none)."""
+    if (folder / TRAINABLES).is_file():
+        trainables.load(load_tensors(folder / TRAINABLES, device))
+
+
 def mark_complete(folder: Path, step: int) -> None:
-    """Declare a Trainer checkpoint folder usable for resume (written last)."""
-    atomic_write_json(folder / COMPLETE_MARKER, {"step": step})
+    """Declare a Trainer checkpoint folder usable for resume (written last), sealing the SHA-256 of its files."""
+    from cvqa_bench.run.integrity import stage_files
+
+    files = {k: v for k, v in stage_files(folder).items() if k != COMPLETE_MARKER}
+    atomic_write_json(folder / COMPLETE_MARKER, {"step": step, "files": files})
+
+
+def checkpoint_intact(folder: Path) -> bool:
+    """Whether every file the completion marker sealed still has its SHA-256 (a marker without seal: trusted)."""
+    from cvqa_bench.run.integrity import sha256_file
+
+    try:
+        files = json.loads((folder / COMPLETE_MARKER).read_text(encoding="utf-8")).get("files", {})
+        return all((folder / rel).is_file() and sha256_file(folder / rel) == digest for rel, digest in files.items())
+    except (OSError, ValueError, UnicodeDecodeError, AttributeError):
+        return False
 
 
 def latest_checkpoint(trainer_dir: Path) -> Path | None:
@@ -56,7 +87,10 @@ def latest_checkpoint(trainer_dir: Path) -> Path | None:
         match = re.fullmatch(r"checkpoint-(\d+)", folder.name)
         if match and (folder / COMPLETE_MARKER).is_file():
             found.append((int(match.group(1)), folder))
-    return max(found)[1] if found else None
+    for _, folder in sorted(found, reverse=True):  # a damaged checkpoint is passed over for an older one
+        if checkpoint_intact(folder):
+            return folder
+    return None
 
 
 def all_finite(tensors: dict[str, torch.Tensor]) -> str | None:
@@ -65,3 +99,23 @@ def all_finite(tensors: dict[str, torch.Tensor]) -> str | None:
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             return name
     return None
+
+
+def read_stage(stage_dir: Path, device: torch.device | str = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict]:
+    """A saved stage's weights, method tensors and method JSON state, checked before anything is applied.
+
+    Raises:
+        StageDamaged: a file does not parse, or a tensor holds NaN/inf.
+    """
+    from cvqa_bench.run.integrity import StageDamaged
+
+    try:
+        weights = load_tensors(stage_dir / "weights.safetensors", device)
+        tensors = load_tensors(stage_dir / METHOD_TENSORS, device)
+        extra = json.loads((stage_dir / METHOD_EXTRA).read_text(encoding="utf-8"))
+    except Exception as exc:  # safetensors raises its own error types on a damaged header
+        raise StageDamaged(f"{stage_dir}: cannot be read ({type(exc).__name__}: {str(exc)[:120]})") from exc
+    bad = all_finite(weights) or all_finite(tensors)
+    if bad is not None:
+        raise StageDamaged(f"{stage_dir}: tensor {bad!r} is not finite")
+    return weights, tensors, extra

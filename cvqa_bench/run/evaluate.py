@@ -1,5 +1,9 @@
 """Batched greedy generation (KV cache, left padding) on a task's test rows → prediction records.
 
+A task's test rows are encoded once per run (:class:`EvalInputs`: token ids, masks, image keys) and
+reused by every stage; with a frozen vision tower the vision features come from
+``models/vision_cache.py`` and each stage runs only the projector and the language model.
+
 Under a multi-process run each process generates a shard of whole batches (:func:`shard_rows`), so
 every batch holds the same rows as in a single-process run with the same batch size and the merged
 predictions are the same bytes.
@@ -8,12 +12,15 @@ predictions are the same bytes.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from cvqa_bench.models.fingerprint import file_digest
 from cvqa_bench.models.precision import autocast_for, compute_dtype
-from cvqa_bench.models.prompting import encode_prompts
+from cvqa_bench.models.prompting import encode_prompts, generation_prompt, load_image, mean_fill
+from cvqa_bench.models.vision_cache import VisionFeatureCache
 
 
 def shard_rows(n_rows: int, batch_size: int, rank: int = 0, world_size: int = 1) -> list[int]:
@@ -30,6 +37,59 @@ def shard_rows(n_rows: int, batch_size: int, rank: int = 0, world_size: int = 1)
             for i in range(start, min(start + batch_size, n_rows))]
 
 
+def length_order(processor: Any, rows: list[dict[str, Any]]) -> list[int]:
+    """Row indices sorted (stably) by the token length of their generation prompt."""
+    prompts = [generation_prompt(processor, r["text"], r.get("image") is not None) for r in rows]
+    lengths = [len(ids) for ids in processor.tokenizer(prompts, add_special_tokens=True)["input_ids"]]
+    return sorted(range(len(rows)), key=lengths.__getitem__)
+
+
+@dataclass
+class EncodedBatch:
+    """One batch's generation inputs without pixels: ids, mask, and the key of each image (byte hash + aspect)."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    image_keys: list[str]
+
+
+class EvalInputs:
+    """A task's test rows encoded batch by batch on first use and kept for every later stage.
+
+    Pixels are not kept (they are the bulk at CoIN scale): a batch gets them again from the image
+    processor only when its vision features are not cached.
+    """
+
+    def __init__(self, processor: Any, rows: list[dict[str, Any]], batch_size: int, pad_to_square: bool) -> None:
+        self.processor = processor
+        self.rows = rows
+        self.batch_size = batch_size
+        self.pad_to_square = pad_to_square
+        self.encoded: dict[int, EncodedBatch] = {}
+
+    def starts(self) -> range:
+        """The first row of every batch."""
+        return range(0, len(self.rows), self.batch_size)
+
+    def batch(self, start: int) -> tuple[EncodedBatch, torch.Tensor | None]:
+        """The encoded batch starting at row ``start``, and its pixel values when they were just computed."""
+        if start in self.encoded:
+            return self.encoded[start], None
+        rows = self.rows[start : start + self.batch_size]
+        enc = encode_prompts(self.processor, rows, self.pad_to_square)
+        aspect = "pad" if self.pad_to_square else "crop"
+        keys = [f"{file_digest(r['image'])}-{aspect}" for r in rows if r.get("image")]
+        self.encoded[start] = EncodedBatch(enc["input_ids"], enc["attention_mask"], keys)
+        return self.encoded[start], enc.get("pixel_values")
+
+    def pixels(self, start: int) -> torch.Tensor:
+        """The pixel values of the batch starting at ``start`` (the processor's own image preprocessing)."""
+        fill = mean_fill(self.processor)
+        rows = self.rows[start : start + self.batch_size]
+        images = [load_image(r["image"], self.pad_to_square, fill) for r in rows if r.get("image")]
+        return self.processor.image_processor(images, return_tensors="pt")["pixel_values"]
+
+
 @torch.no_grad()
 def generate_predictions(
     model: torch.nn.Module,
@@ -40,8 +100,17 @@ def generate_predictions(
     max_new_tokens: int,
     pad_to_square: bool = False,
     progress: Callable[[int], None] | None = None,
+    inputs: EvalInputs | None = None,
+    vision: VisionFeatureCache | None = None,
 ) -> list[dict[str, Any]]:
-    """Greedy answers for ``rows`` (CoIN test rows), one record per row: id, prediction, answers."""
+    """Greedy answers for ``rows`` (CoIN test rows), one record per row: id, prediction, answers.
+
+    ``inputs`` (the same rows, batch size and aspect) keeps the encoding across calls; ``vision``
+    supplies cached vision features instead of running the tower.
+    """
+    inputs = inputs or EvalInputs(processor, rows, batch_size, pad_to_square)
+    if inputs.rows is not rows and inputs.rows != rows or inputs.batch_size != batch_size:
+        raise ValueError("generate_predictions: inputs were encoded for other rows or another batch size")
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -49,14 +118,19 @@ def generate_predictions(
     tokenizer = processor.tokenizer
     records: list[dict[str, Any]] = []
     try:
-        for start in range(0, len(rows), batch_size):
+        for start in inputs.starts():
             batch = rows[start : start + batch_size]
-            enc = encode_prompts(processor, batch, pad_to_square).to(device)
-            if "pixel_values" in enc:
-                enc["pixel_values"] = enc["pixel_values"].to(dtype)
+            enc, pixels = inputs.batch(start)
+            kwargs: dict[str, Any] = {"input_ids": enc.input_ids.to(device),
+                                      "attention_mask": enc.attention_mask.to(device)}
             with autocast_for(model):  # outside the Trainer's autocast; a no-op for a float32 model
+                if enc.image_keys and vision is not None:
+                    get = (lambda p=pixels, s=start: p if p is not None else inputs.pixels(s))
+                    kwargs["mm_encoder_outputs"] = vision.encoder_outputs(vision.features(enc.image_keys, get))
+                elif enc.image_keys:
+                    kwargs["pixel_values"] = (pixels if pixels is not None else inputs.pixels(start)).to(device, dtype)
                 out = model.generate(
-                    **enc,
+                    **kwargs,
                     max_new_tokens=max_new_tokens,
                     do_sample=False,
                     num_beams=1,
@@ -65,7 +139,7 @@ def generate_predictions(
                     eos_token_id=tokenizer.eos_token_id,
                 )
             # Left padding: every row's prompt ends at the same column, so new tokens start there.
-            texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+            texts = tokenizer.batch_decode(out[:, enc.input_ids.shape[1] :], skip_special_tokens=True)
             for row, text in zip(batch, texts):
                 records.append({"id": row["question_id"], "prediction": text.strip(), "answers": row["answers"]})
             if progress is not None:

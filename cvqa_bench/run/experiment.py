@@ -14,6 +14,14 @@ from pydantic import Field
 from cvqa_bench.config import PROJECT_ROOT, StrictModel, load_run_config, read_yaml, validate_model
 
 
+class Variant(StrictModel):
+    """A labelled run of a method with its own options and run-config overrides (an ablation row)."""
+
+    method: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    overrides: dict[str, Any] = Field(default_factory=dict, description="dotted run-config overrides")
+
+
 class ExperimentSpec(StrictModel):
     """Methods × seeds on one base run config."""
 
@@ -23,6 +31,9 @@ class ExperimentSpec(StrictModel):
     methods: list[str] = Field(min_length=1)
     seeds: list[int] = Field(min_length=1)
     method_options: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-method options")
+    variants: dict[str, Variant] = Field(
+        default_factory=dict, description="labels usable in methods: a method with its options and overrides"
+    )
     overrides: dict[str, Any] = Field(default_factory=dict, description="dotted run-config overrides")
     out: str = Field(description="output folder, relative to the project root")
 
@@ -41,9 +52,10 @@ def planned_runs(spec: ExperimentSpec, extra_overrides: dict[str, Any] | None = 
     """(run folder, resolved RunConfig) for every method × seed, validated before anything runs."""
     runs = []
     for method in spec.methods:
+        variant = spec.variants.get(method) or Variant(method=method, options=spec.method_options.get(method, {}))
         for seed in spec.seeds:
-            overrides = {**spec.overrides, **(extra_overrides or {}), "method.name": method, "seed": seed,
-                         "method.options": spec.method_options.get(method, {})}
+            overrides = {**spec.overrides, **variant.overrides, **(extra_overrides or {}), "method.name": variant.method,
+                         "seed": seed, "method.options": variant.options}
             config = load_run_config(_project_path(spec.run_config), overrides)
             runs.append((_project_path(spec.out) / f"{method}-seed{seed}", config))
     return runs
@@ -52,12 +64,14 @@ def planned_runs(spec: ExperimentSpec, extra_overrides: dict[str, Any] | None = 
 def run_experiment(spec: ExperimentSpec, console: Any = None, extra_overrides: dict[str, Any] | None = None,
                    formats: tuple[str, ...] = ("md", "csv", "json", "latex")) -> Any:
     """Run (or resume) every planned run, then build the combined report; returns the report result."""
+    from cvqa_bench.run.logs import run_logging
     from cvqa_bench.run.loop import execute
     from cvqa_bench.run.prepare import prepare
     from cvqa_bench.report.build import build_report
 
     plan = planned_runs(spec, extra_overrides)
-    prepared = [(folder, prepare(config)) for folder, config in plan]  # validate all inputs first
+    with run_logging(None):  # the checks may build the tiny model: no loading bars on the console
+        prepared = [(folder, prepare(config)) for folder, config in plan]  # validate all inputs first
     for folder, run in prepared:
         if console is not None:
             console.print(f"[bold]{folder.name}[/bold]")

@@ -11,37 +11,82 @@ stages; the main process alone creates, checks and writes the run folder (``cvqa
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from cvqa_bench.errors import RunStopped
 from cvqa_bench.report.summary import write_run_summary
+from cvqa_bench.report.results import run_shortened, write_results
 from cvqa_bench.run import distributed
 from cvqa_bench.rundir import RunDir
 from cvqa_bench.run.prepare import PreparedRun
-from cvqa_bench.run.resume import init_run_dir
+from cvqa_bench.run.lock import RunLock
+from cvqa_bench.run.resume import clean_debris, discard_unstarted, init_run_dir
 from cvqa_bench.run.signals import InterruptFlag
 from cvqa_bench.scoring.cells import score_run
 
 
-def execute(prepared: PreparedRun, out: Path, *, resume: bool = False, console: Any = None) -> dict[str, float]:
-    """Run every stage of ``prepared`` into ``out`` and return the metrics."""
+def execute(prepared: PreparedRun, out: Path, *, resume: bool = False, console: Any = None, quiet: bool = False,
+            verbose: bool = False) -> dict[str, float]:
+    """Run every stage of ``prepared`` into ``out`` and return the metrics.
+
+    ``quiet``: no progress lines (errors still show); ``verbose``: the libraries' messages and every Trainer
+    log dict on the console too (they always go to ``run.log`` / ``logs/train.jsonl``).
+    """
+    from rich.console import Console
+
+    from cvqa_bench.run.logs import run_logging
+    from cvqa_bench.run.progress import RunProgress
     from cvqa_bench.run.stage import StageRunner  # torch and transformers: not for `cvqa score`
 
     distributed.init()
     run = RunDir(Path(out))
-    distributed.run_on_main(init_run_dir, run, prepared, resume)
-    with InterruptFlag() as interrupt:
-        stages = StageRunner(prepared, run, console=console, interrupt=interrupt)
-        stages.write_manifest()
-        stages.evaluate(0)
-        for stage in range(1, len(prepared.tasks) + 1):
-            stages.train_or_restore(stage)
-            stages.evaluate(stage)
-    metrics = distributed.run_on_main(summarize, run.root, meta=_meta(prepared, run))
-    stages.finish_manifest()
+    lock = RunLock(run.root)
+    created = distributed.run_on_main(_lock_run_dir, lock, run, prepared, resume)
+    try:
+        main, console = distributed.is_main(), console or Console(stderr=True)
+        with run_logging(run.root if main else None, verbose), \
+                RunProgress(prepared, run, console, quiet=quiet, main=main) as progress:
+            with InterruptFlag() as interrupt:
+                stages = StageRunner(prepared, run, console=console, interrupt=interrupt, progress=progress)
+                stages.write_manifest()
+                stages.evaluate(0)
+                progress.row(0)
+                for stage in range(1, len(prepared.tasks) + 1):
+                    stages.train_or_restore(stage)
+                    stages.evaluate(stage)
+                    progress.row(stage)
+            metrics = distributed.run_on_main(summarize, run.root, meta=_meta(prepared, run))
+            stages.finish_manifest()
+            progress.finished(metrics or {})
+    except Exception as exc:
+        if created is not None and distributed.is_main() and not isinstance(exc, RunStopped):
+            discard_unstarted(run, created)  # a fresh folder that got no stage done: nothing worth keeping
+        raise
+    finally:
+        lock.release()
     return metrics
+
+
+def _lock_run_dir(lock: RunLock, run: RunDir, prepared: PreparedRun, resume: bool) -> Path | None:
+    """Lock the run folder, clean a killed run's debris and check or write its config; for a new folder,
+    the topmost folder this call created (the run folder or a parent)."""
+    created = not run.config.is_file()
+    fresh = not run.root.exists()
+    made = next((p for p in reversed([run.root.absolute(), *run.root.absolute().parents]) if not p.exists()), None)
+    lock.acquire()  # RunLocked: the folder is another run's, nothing here is ours to remove
+    try:
+        clean_debris(run)
+        init_run_dir(run, prepared, resume)
+    except BaseException:
+        if made is not None:  # made by this call (with its parents): leave nothing behind, removed while locked
+            shutil.rmtree(made, ignore_errors=True)
+        lock.release()
+        raise
+    return made if created and fresh else None
 
 
 def _meta(prepared: PreparedRun, run: RunDir) -> dict[str, Any]:
@@ -68,4 +113,8 @@ def summarize(run_dir: Path, scorer_override: str | None = None, meta: dict[str,
     matrix, tasks, scorers = score_run(run_dir, scorer_override, protocol, target)
     if meta is None:
         meta = {"name": run_dir.name, "sequence": cfg["sequence"], "method": cfg["method"]["name"], "seed": cfg["seed"]}
-    return write_run_summary(target, matrix, tasks, scorers, {**meta, "protocol": protocol})
+    shortened = run_shortened(run_dir)  # flagged in report.md, metrics.json and results.json
+    meta = {**meta, "protocol": protocol, **({"shortened": "; ".join(shortened)} if shortened else {})}
+    metrics = write_run_summary(target, matrix, tasks, scorers, meta)
+    write_results(run_dir, target, matrix, tasks, scorers, metrics, protocol)
+    return metrics

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +10,7 @@ from cvqa_bench.config import ConfigError, RunConfig, SequenceSpec, TaskSpec, Tr
 from cvqa_bench.methods import methods
 from cvqa_bench.methods.base import Method, TaskInfo
 from cvqa_bench.run import distributed
+from cvqa_bench.run.preflight import check_run, check_seed
 from cvqa_bench.scoring.protocol import scorer_for
 
 
@@ -22,6 +23,8 @@ class PreparedRun:
     tasks: list[Any]  # cvqa_bench.data.coin.TaskData, in sequence order
     method: Method
     data_root: Path
+    # what the command line changed against the config file (report/results.py invocation_record)
+    invocation: dict[str, Any] = field(default_factory=dict)
 
     def task_infos(self) -> list[TaskInfo]:
         """What the method may know about each task."""
@@ -40,6 +43,7 @@ def prepare(config: RunConfig, check_images: bool = True) -> PreparedRun:
     """
     from cvqa_bench.data.sources import load_sequence_data, resolve_data_root
     from cvqa_bench.run.train import has_step_hook
+    from cvqa_bench.run.trackers import check_trackers
 
     sequence, seq_path = load_sequence(config.sequence)
     sequence = reorder_tasks(sequence, config.task_order)
@@ -47,6 +51,7 @@ def prepare(config: RunConfig, check_images: bool = True) -> PreparedRun:
     options = validate_model(method_cls.Options, config.method.options, f"method {config.method.name!r} options")
     method = method_cls(options, seed=config.seed)
     distributed.check_deepspeed(config.method.name, has_step_hook(method))
+    check_trackers(config.train)  # a missing tracker package stops the run before anything is written
     distributed.init()
     for task in sequence.tasks:  # every task's rows per step must split into whole batches
         task_train_spec(config.train, task, distributed.world_size(), str(seq_path))
@@ -54,11 +59,14 @@ def prepare(config: RunConfig, check_images: bool = True) -> PreparedRun:
             scorer_for(config.protocol, task.name, task.scorer)
         except ValueError as exc:
             raise ConfigError(f"{seq_path}: protocol {config.protocol}: {exc}") from exc
+    check_seed(config.seed, len(sequence.tasks))
     with distributed.main_first():
         data_root = resolve_data_root(sequence, seq_path, config.data_root)
         tasks = load_sequence_data(sequence, seq_path, config.data_root,
                                    check_images=check_images and distributed.is_main())
-    return PreparedRun(config, sequence, tasks, method, data_root)
+        prepared = PreparedRun(config, sequence, tasks, method, data_root)
+        check_run(config, tasks, method_cls, options, prepared.task_infos())  # model, LoRA, lengths, method
+    return prepared
 
 
 def task_train_spec(train: TrainSpec, task: TaskSpec, world_size: int, source: str = "sequence") -> TrainSpec:

@@ -14,18 +14,21 @@ the same method state; only the main process writes it (``cvqa_bench.run.distrib
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
 from cvqa_bench.run import distributed
-from cvqa_bench.run.checkpoint import all_finite, mark_complete, save_method_state
+from cvqa_bench.run.checkpoint import all_finite, mark_complete, save_method_state, save_trainables
+from cvqa_bench.run.loss_hook import MethodTrainer
 from cvqa_bench.config import ConfigError, TrainSpec
 from cvqa_bench.errors import NonFiniteError
 from cvqa_bench.run.signals import NO_INTERRUPT, InterruptFlag
+from cvqa_bench.run.trackers import tensorboard_dir
 from cvqa_bench.methods.base import Method, StepContext, TaskInfo, Trainables
 from cvqa_bench.models.load import PROJECTOR_MODULE
 from cvqa_bench.models.precision import compute_dtype
@@ -95,6 +98,7 @@ class MethodCallback(TrainerCallback):
         if bad is not None:
             raise NonFiniteError(f"task {self.task.name!r}: method state {bad!r} is not finite at step {step}")
         save_method_state(folder, self.method)
+        save_trainables(folder, self.trainables)
         mark_complete(folder, step)
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> None:
@@ -149,7 +153,7 @@ def training_arguments(spec: TrainSpec, out_dir: Path, seed: int, bf16: bool, fp
         save_strategy="steps" if spec.checkpoint_every else "no",
         save_steps=spec.checkpoint_every or 500,
         save_total_limit=2,  # the newest may be incomplete when killed while saving
-        report_to="none",
+        report_to=list(spec.report_to),  # logging_dir: run/trackers.py (transformers 5 has no argument)
         seed=seed,
         data_seed=seed,
         bf16=bf16,
@@ -157,7 +161,7 @@ def training_arguments(spec: TrainSpec, out_dir: Path, seed: int, bf16: bool, fp
         dataloader_num_workers=0,
         dataloader_pin_memory=False,
         remove_unused_columns=False,
-        disable_tqdm=False,
+        disable_tqdm=True,  # the run's own display (run/progress.py) shows the steps
         # Train where the model was placed; on CPU this is also what makes a multi-process launch
         # use DDP over gloo instead of N independent runs.
         use_cpu=use_cpu,
@@ -178,12 +182,15 @@ def train_stage(
     pad_to_square: bool = False,
     resume_from: Path | None = None,
     interrupt: InterruptFlag = NO_INTERRUPT,
+    callbacks: Sequence[TrainerCallback] = (),
+    tracker_dir: Path | None = None,
 ) -> StageResult:
     """Train ``model`` on ``rows`` for one stage; the method's ``after_optimizer_step`` runs every step.
 
     With ``resume_from`` (a complete Trainer checkpoint) the stage continues exactly where it was saved:
     weights, optimizer, scheduler, RNG states and data order come from the checkpoint; the caller has
-    restored the method's state from the same folder.
+    restored the method's state from the same folder. ``callbacks`` see every Trainer event (the run's
+    progress display); file-based trackers of ``spec.report_to`` write into ``tracker_dir``.
     """
     first = trainables.params[0]
     callback = MethodCallback(method, task, trainables, interrupt)
@@ -192,14 +199,18 @@ def train_stage(
     low = compute_dtype(model)
     args = training_arguments(spec, out_dir, seed, bf16=low == torch.bfloat16, fp16=low == torch.float16,
                               use_cpu=first.device.type == "cpu")
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=rows,
-        data_collator=TrainCollator(processor, spec.max_length, pad_to_square),
-        optimizers=(build_optimizer(model, spec), None),
-        callbacks=[callback],
-    )
+    collator = TrainCollator(processor, spec.max_length, pad_to_square)
+    with tensorboard_dir(tracker_dir):
+        trainer = MethodTrainer(
+            model=model,
+            args=args,
+            train_dataset=collator.encode_rows(rows),  # each row encoded once; same items in the same order
+            data_collator=collator,
+            optimizers=(build_optimizer(model, spec), None),
+            callbacks=[callback, *callbacks],
+            method=method, task=task, trainables=trainables,  # the method's extra_loss (run/loss_hook.py)
+        )
+    trainer.remove_callback(PrinterCallback)  # it prints every log dict; they go to logs/train.jsonl
     callback.trainer = trainer
     try:
         output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from cvqa_bench.config import SequenceSpec, read_yaml, validate_model
-from cvqa_bench.io import atomic_write_json, read_jsonl
+from cvqa_bench.io import atomic_write_json, atomic_write_jsonl, read_jsonl
 from cvqa_bench.rundir import RunDir
 from cvqa_bench.scoring import get_scorer
 from cvqa_bench.scoring.protocol import scorer_for
@@ -24,16 +24,47 @@ class MissingPredictionsError(FileNotFoundError):
 
 
 def score_predictions(path: Path, scorer_name: str, protocol: str = "corrected") -> dict[str, float | int | str]:
-    """Mean score (in [0, 1]) of one predictions JSONL under ``scorer_name``, labelled with its ``protocol``."""
-    try:
-        records = read_jsonl(path)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}:{exc.lineno}: not valid JSONL ({exc.msg})") from exc
-    if not records:
+    """Mean score (in [0, 1]) of one predictions JSONL under ``scorer_name``, labelled with its ``protocol``.
+
+    Raises:
+        ValueError: ``<path>:<line>: ...`` for a line that is not JSON or lacks ``prediction``/``answers``.
+    """
+    predictions, answers = [], []
+    for line, record in read_numbered_jsonl(path):
+        for key in ("prediction", "answers"):
+            if key not in record:
+                raise ValueError(f"{path}:{line}: missing field {key!r}")
+        predictions.append(record["prediction"])
+        answers.append(record["answers"])
+    if not predictions:
         raise ValueError(f"{path}: no predictions")
     scorer = get_scorer(scorer_name)
-    scores = scorer.score_many([r["prediction"] for r in records], [r["answers"] for r in records])
-    return {"scorer": scorer_name, "protocol": protocol, "n": len(scores), "score": float(np.mean(scores))}
+    scores = scorer.score_many(predictions, answers)
+    return {"scorer": scorer_name, "protocol": protocol, "n": len(scores), "score": float(np.mean(scores)),
+            "scores": [float(s) for s in scores]}  # per sample, in file order (results.json intervals)
+
+
+def read_numbered_jsonl(path: Path) -> list[tuple[int, dict]]:
+    """(line number, object) of every non-blank line; errors name the line."""
+    out = []
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = list(fh)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+    for number, text in enumerate(lines, start=1):
+        if not text.strip():
+            continue
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{number}: not valid JSONL ({exc.msg})") from exc
+        except RecursionError as exc:
+            raise ValueError(f"{path}:{number}: JSON nested too deeply") from exc
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
+        out.append((number, record))
+    return out
 
 
 def load_run_sequence(run: RunDir) -> SequenceSpec:
@@ -47,7 +78,8 @@ def score_run(run_dir: Path, scorer_override: str | None = None, protocol: str =
 
     Each task's scorer is ``scorer_override`` or the one ``protocol`` picks for it
     (:func:`cvqa_bench.scoring.protocol.scorer_for`). Writes ``scores/<k>-<stage_task>/<eval_task>.json``
-    (scorer, protocol, n, score) for every cell under ``out_dir`` (default: the run folder).
+    (scorer, protocol, n, score, per-sample scores) for every cell under ``out_dir`` (default: the run
+    folder); scored by the run's own protocol and scorers, each predictions record also gets its ``score``.
     """
     run = RunDir(Path(run_dir))
     target = RunDir(Path(out_dir)) if out_dir is not None else run
@@ -55,13 +87,24 @@ def score_run(run_dir: Path, scorer_override: str | None = None, protocol: str =
     tasks = seq.task_names()
     scorers = {t.name: scorer_override or scorer_for(protocol, t.name, t.scorer) for t in seq.tasks}
     matrix = np.full((len(tasks) + 1, len(tasks)), np.nan)
-    for stage in range(len(tasks) + 1):
+    cells = {}
+    for stage in range(len(tasks) + 1):  # every cell scored before anything is written
         stage_task = tasks[stage - 1] if stage else None
         for col, eval_task in enumerate(tasks):
             path = run.predictions(stage, stage_task, eval_task)
             if not path.is_file():
                 raise MissingPredictionsError(f"{path}: missing; resume the run with `cvqa run ... --resume`")
-            cell = score_predictions(path, scorers[eval_task], protocol)
-            atomic_write_json(target.scores(stage, stage_task, eval_task), cell)
+            cells[stage, stage_task, eval_task] = cell = score_predictions(path, scorers[eval_task], protocol)
             matrix[stage, col] = 100.0 * float(cell["score"])
+    for (stage, stage_task, eval_task), cell in cells.items():
+        atomic_write_json(target.scores(stage, stage_task, eval_task), cell)
+        if target == run and scorer_override is None:  # the run's own scorers only: a record's score never flips
+            _store_sample_scores(run.predictions(stage, stage_task, eval_task), cell["scores"])
     return matrix, tasks, scorers
+
+
+def _store_sample_scores(path: Path, scores: list[float]) -> None:
+    """Write each record's ``score`` into the predictions file (only when one changed)."""
+    records = read_jsonl(path)
+    if [r.get("score") for r in records] != scores:
+        atomic_write_jsonl(path, [{**r, "score": s} for r, s in zip(records, scores)])

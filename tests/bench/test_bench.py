@@ -24,6 +24,8 @@ TINY = ModelSpec(tiny=str(CONFIGS_DIR / "models" / "tiny.yaml"))
 TRAINABLE_PARAMS = 4 * (16 * 64 + 64 * 16) + 2 * (64 * 64 + 64)
 TRAINABLE_BYTES = 4 * TRAINABLE_PARAMS  # float32
 ALPHA_STATS_BYTES = 5 * 8  # sum, min, max (float64) and count, fallbacks (int64): 0-dim tensors
+# the alpha history: one float64 alpha and one int8 cause per tensor (12) and step (1 warm-up + 4 timed)
+ALPHA_HISTORY_BYTES = 12 * 5 * (8 + 1)
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +35,7 @@ def methods_result() -> dict:
 
 def test_methods_covers_each_method_and_the_llaca_loop_variant(methods_result: dict) -> None:
     rows = methods_result["methods"]
-    assert list(rows) == ["finetune", "ema", "llaca", "llaca_loop"]
+    assert list(rows) == ["finetune", "ema", "llaca", "ewc", "lwf", "llaca_loop"]
     assert rows["llaca"]["options"] == {"grouping": False, "fused": True}
     assert rows["llaca_loop"]["options"] == {"grouping": False, "fused": False}
     assert all(row["timed_steps"] == 4 for row in rows.values())
@@ -46,10 +48,12 @@ def test_methods_state_bytes_are_the_hand_counted_copies(methods_result: dict) -
     assert rows["finetune"]["state_bytes"] == 0
     assert rows["ema"]["state_bytes"] == TRAINABLE_BYTES  # one EMA copy
     for label in ("llaca", "llaca_loop"):  # EMA copy + previous gradients + running alpha stats
-        assert rows[label]["state_bytes"] == 2 * TRAINABLE_BYTES + ALPHA_STATS_BYTES
-        assert rows[label]["scalar_state_bytes"] == ALPHA_STATS_BYTES
+        assert rows[label]["state_bytes"] == 2 * TRAINABLE_BYTES + ALPHA_STATS_BYTES + ALPHA_HISTORY_BYTES
+        assert rows[label]["scalar_state_bytes"] == ALPHA_STATS_BYTES + ALPHA_HISTORY_BYTES
         assert rows[label]["copies_ratio"] == 2.0
     assert rows["ema"]["copies_ratio"] == 1.0 and rows["finetune"]["copies_ratio"] == 0.0
+    assert rows["ewc"]["state_bytes"] == 2 * TRAINABLE_BYTES  # the Fisher and the anchors
+    assert rows["lwf"]["state_bytes"] == TRAINABLE_BYTES  # the teacher's tensors
     assert methods_result["targets"]["llaca_state_ok"] is True
 
 
@@ -80,7 +84,8 @@ def test_paired_ratio_is_the_median_of_per_round_ratios() -> None:
 def test_methods_follow_separate_identical_trajectories(methods_result: dict) -> None:
     # The hooks never touch the live weights during a task, so with its own weights and optimizer
     # every method must reach the very same loss; shared weights would give finetune 4x the steps.
-    losses = {label: row["final_loss"] for label, row in methods_result["methods"].items()}
+    losses = {label: row["final_loss"] for label, row in methods_result["methods"].items()
+              if label not in ("ewc", "lwf")}  # their loss terms change the gradients
     assert all(math.isfinite(loss) for loss in losses.values())
     assert len(set(losses.values())) == 1, losses
 
@@ -132,3 +137,16 @@ def test_generation_batched_equals_unbatched() -> None:
 def test_generation_rejects_bad_batch_sizes() -> None:
     with pytest.raises(ValueError, match="batch sizes >= 1"):
         bench_generation(TINY, batch_sizes=(0, 4))
+
+
+def test_methods_with_model_surgery_train_their_own_model_and_count_their_set() -> None:
+    result = bench_methods(TINY, batch_size=2, steps=2, warmup=0, rounds=2, device="cpu",
+                           methods=("finetune", "olora", "moelora", "eproj"), compare_llaca_loop=False)
+    rows = result["methods"]
+    lora, projector = 4 * (16 * 64 + 64 * 16), 2 * (64 * 64 + 64)
+    assert rows["finetune"]["trainable_set_bytes"] == TRAINABLE_BYTES
+    assert rows["olora"]["trainable_set_bytes"] == 4 * (2 * lora + projector)  # one LoRA per task (2 tasks)
+    # 8 experts of rank 2 (as big as the LoRA together) + a router of 8 x 64 per layer
+    assert rows["moelora"]["trainable_set_bytes"] == 4 * (lora + 4 * 8 * 64 + projector)
+    assert rows["eproj"]["state_bytes"] == 4 * projector  # the base projector a new task starts from
+    assert all(math.isfinite(row["final_loss"]) for row in rows.values())

@@ -107,7 +107,10 @@ def test_files_written_once(two_processes: SimpleNamespace) -> None:
     assert stages == ["1-color", "2-count"]
     for stage in stages:
         files = sorted(p.name for p in (out / "stages" / stage).iterdir())
-        assert files == ["DONE.json", "method_state.json", "method_state.safetensors", "weights.safetensors"]
+        # the stage's weights and method state, and the same weights in PEFT layout (run/adapters.py)
+        assert [f for f in files if f != "routing.json"] == [
+            "DONE.json", "adapter", "adapters", "method_state.json", "method_state.safetensors",
+            "non_lora.safetensors", "weights.safetensors"]
         assert json.loads((out / "stages" / stage / "DONE.json").read_text())["world_size"] == 2
     assert not list(out.rglob(".*.tmp")), "a temporary file of an atomic write was left behind"
     assert len(list(out.glob("predictions/*/*.jsonl"))) == 3 * len(TASKS)

@@ -1,0 +1,135 @@
+"""Frozen vision features computed once: the vision tower's output at the configured feature layer, per image.
+
+With a frozen vision tower (LoRA + projector training, full training of the language model) the
+selected vision features of a test image are the same at every stage; only the projector and the
+language model change. They are computed through HF's own ``get_image_features`` (the projector's input
+is captured, so the layer choice and CLS handling are HF's), stored as one safetensors file per image
+under ``<cache>/vision/<key>/``, and each stage projects them with its current projector and generates
+with ``mm_encoder_outputs``, which ``generate`` accepts as pre-encoded image features. ``<key>`` hashes
+the vision tower's weights, the feature layer and selection, the image processor's settings and the
+dtype; a file's name is the image's byte hash plus its preprocessing (pad or crop). A batch's missing
+features are computed for the whole batch, as the uncached path computes them, so a cold cache gives
+the same numbers as no cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from cvqa_bench.models.fingerprint import tensors_fingerprint
+
+MEMORY_BYTES = 1 << 30  # features kept in memory besides the files
+
+
+def llava_core(model: torch.nn.Module) -> torch.nn.Module:
+    """The ``LlavaModel`` inside a (peft-wrapped) ``LlavaForConditionalGeneration``."""
+    for module in model.modules():
+        children = dict(module.named_children())
+        if "vision_tower" in children and "multi_modal_projector" in children:
+            return module
+    raise ValueError("not a LLaVA model: no module holds both vision_tower and multi_modal_projector")
+
+
+def tower_is_frozen(model: torch.nn.Module) -> bool:
+    """True when no tensor of the vision tower is trainable (its outputs cannot change between stages)."""
+    return not any(p.requires_grad for p in llava_core(model).vision_tower.parameters())
+
+
+class VisionFeatureCache:
+    """Selected vision features by image key, on disk (safetensors) and in a bounded memory cache."""
+
+    def __init__(self, model: torch.nn.Module, processor: Any, folder: Path) -> None:
+        self.core = llava_core(model)
+        config = self.core.config
+        settings = {
+            "tower": tensors_fingerprint(self.core.vision_tower.state_dict().items()),
+            "layer": config.vision_feature_layer, "select": config.vision_feature_select_strategy,
+            "image_processor": json.dumps(processor.image_processor.to_dict(), sort_keys=True, default=str),
+        }
+        self.key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:24]
+        self.folder = Path(folder) / self.key
+        self.memory: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self.memory_bytes = 0
+        self.computed = 0  # images whose features this process computed
+        self.loaded = 0  # images whose features came from the cache
+
+    def _path(self, image_key: str) -> Path:
+        return self.folder / image_key[:2] / f"{image_key}.safetensors"
+
+    def _get(self, image_key: str, device: torch.device) -> torch.Tensor | None:
+        if image_key in self.memory:
+            self.memory.move_to_end(image_key)
+            return self.memory[image_key].to(device)
+        path = self._path(image_key)
+        if not path.is_file():
+            return None
+        tensor = load_file(str(path))["features"]
+        self._remember(image_key, tensor)
+        return tensor.to(device)
+
+    def _remember(self, image_key: str, tensor: torch.Tensor) -> None:
+        self.memory[image_key] = tensor
+        self.memory_bytes += tensor.numel() * tensor.element_size()
+        while self.memory_bytes > MEMORY_BYTES and len(self.memory) > 1:
+            _, old = self.memory.popitem(last=False)
+            self.memory_bytes -= old.numel() * old.element_size()
+
+    def _put(self, image_key: str, tensor: torch.Tensor) -> None:
+        path = self._path(image_key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # runs sharing the cache never share a temporary
+        save_file({"features": tensor.contiguous()}, str(tmp))
+        tmp.replace(path)
+        self._remember(image_key, tensor)
+
+    def features(self, image_keys: list[str], pixels: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """The selected features of a batch's images, ``[n_images, patches, width]``.
+
+        When any is missing, ``pixels()`` gives the batch's pixel values and the whole batch goes
+        through the tower (the caller holds the model's autocast context, as ``generate`` would).
+        """
+        device = next(self.core.multi_modal_projector.parameters()).device
+        found = [self._get(k, device) for k in image_keys]
+        if all(f is not None for f in found):
+            self.loaded += len(image_keys)
+            return torch.stack(found)  # type: ignore[arg-type]
+        selected = self._selected(pixels().to(device))
+        for key, tensor, hit in zip(image_keys, selected, found):
+            if hit is None:
+                self._put(key, tensor.detach().cpu().clone())
+                self.computed += 1
+        return selected
+
+    def _selected(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The projector's input when HF's ``get_image_features`` runs on ``pixel_values``."""
+        captured: list[torch.Tensor] = []
+
+        def keep_input(_module: torch.nn.Module, args: tuple[Any, ...]) -> None:
+            captured.append(args[0])
+
+        projector = self.core.multi_modal_projector
+        handle = projector.register_forward_pre_hook(keep_input)
+        try:
+            self.core.get_image_features(pixel_values=pixel_values.to(self._tower_dtype()))
+        finally:
+            handle.remove()
+        return captured[0].detach()
+
+    def _tower_dtype(self) -> torch.dtype:
+        return next(self.core.vision_tower.parameters()).dtype
+
+    def encoder_outputs(self, selected: torch.Tensor) -> dict[str, Any]:
+        """``mm_encoder_outputs`` for ``generate``: the features through the current projector, one per image."""
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+        projected = self.core.multi_modal_projector(selected)
+        return {"image": BaseModelOutputWithPooling(pooler_output=list(projected))}

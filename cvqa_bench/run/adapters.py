@@ -1,0 +1,96 @@
+"""A stage in the formats other tools load: PEFT adapter folders and the non-LoRA tensors in llava-hf names.
+
+Written into the stage folder beside ``weights.safetensors`` (before DONE.json seals the stage's files)::
+
+    adapter/                 the model after the stage: adapter_config.json + adapter_model.safetensors,
+                             written by peft's own ``save_pretrained`` (LoRA and the trainable projector)
+    adapters/<group>/        a method that evaluates tasks with other weights (LLaCA's parameter groups):
+                             one PEFT adapter per distinct set of weights, and routing.json (task → group)
+    non_lora.safetensors     the trainable tensors that are not LoRA (the projector) under their llava-hf
+                             names, e.g. ``model.multi_modal_projector.linear_1.weight``
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cvqa_bench.io import atomic_write_json
+from cvqa_bench.methods.base import Method, TaskInfo, Trainables
+from cvqa_bench.run.checkpoint import save_tensors
+
+ADAPTER_DIR = "adapter"
+GROUP_ADAPTERS_DIR = "adapters"
+ROUTING_FILE = "routing.json"
+NON_LORA_FILE = "non_lora.safetensors"
+
+
+def is_peft(model: torch.nn.Module) -> bool:
+    """True for a peft ``PeftModel`` (LoRA runs); full-parameter runs have no adapter."""
+    return hasattr(model, "peft_config") and hasattr(model, "save_pretrained")
+
+
+def llava_name(name: str) -> str:
+    """A trainable tensor's name in the plain llava-hf model (peft's prefix and wrapper removed)."""
+    return name.removeprefix("base_model.model.").replace(".modules_to_save.default.", ".")
+
+
+def peft_holds_every_lora(model: torch.nn.Module, trainables: Trainables) -> bool:
+    """False when a method replaced peft's LoRA layers with its own (O-LoRA, MoELoRA: model surgery): peft's
+    adapter would then lack them, and a folder written from it would silently be another model."""
+    from peft import get_peft_model_state_dict
+
+    saved = sum("lora_" in k for k in get_peft_model_state_dict(model))
+    return saved == sum("lora_" in n for n in trainables.names)
+
+
+def save_stage_adapters(model: torch.nn.Module, trainables: Trainables, method: Method, tasks: list[TaskInfo],
+                        stage_dir: Path) -> None:
+    """Write ``adapter/``, ``non_lora.safetensors`` and, where tasks are evaluated with other weights,
+    ``adapters/<group>/`` for the model as it is after the stage (the model is left as it was)."""
+    if not is_peft(model) or not peft_holds_every_lora(model, trainables):
+        return
+    stage_dir = Path(stage_dir)
+    model.save_pretrained(str(stage_dir / ADAPTER_DIR), safe_serialization=True)
+    save_tensors(stage_dir / NON_LORA_FILE, {llava_name(n): p for n, p in trainables.items() if "lora_" not in n})
+    groups = _eval_groups(method, tasks)
+    if not groups:
+        return
+    current = trainables.snapshot()
+    routing: dict[str, str] = {}
+    try:
+        for index, (state, names) in enumerate(groups):
+            trainables.load(state)
+            model.save_pretrained(str(stage_dir / GROUP_ADAPTERS_DIR / f"group-{index}"), safe_serialization=True)
+            routing.update({name: f"group-{index}" for name in names})
+    finally:
+        trainables.load(current)
+    atomic_write_json(stage_dir / GROUP_ADAPTERS_DIR / ROUTING_FILE, routing)
+
+
+def _eval_groups(method: Method, tasks: list[TaskInfo]) -> list[tuple[dict[str, torch.Tensor], list[str]]]:
+    """The distinct weights ``method.eval_state`` routes the tasks to, each with its task names."""
+    groups: dict[tuple[int, ...], tuple[dict[str, torch.Tensor], list[str]]] = {}
+    for task in tasks:
+        state = method.eval_state(task)
+        if state is None:
+            continue
+        key = tuple(id(t) for t in state.values())  # a group's weights are the same tensors for its tasks
+        groups.setdefault(key, (state, []))[1].append(task.name)
+    return list(groups.values())
+
+
+def stage_adapter(stage_dir: Path, task: str | None = None) -> Path:
+    """The adapter folder of a stage: ``adapter/``, or the one ``task`` is evaluated with."""
+    stage_dir = Path(stage_dir)
+    if task is None:
+        return stage_dir / ADAPTER_DIR
+    routing_file = stage_dir / GROUP_ADAPTERS_DIR / ROUTING_FILE
+    routing: dict[str, Any] = json.loads(routing_file.read_text()) if routing_file.is_file() else {}
+    if task not in routing:
+        known = ", ".join(sorted(routing)) or "none: this method evaluates every task with adapter/"
+        raise FileNotFoundError(f"{routing_file}: no adapter for task {task!r} (tasks: {known})")
+    return stage_dir / GROUP_ADAPTERS_DIR / routing[task]

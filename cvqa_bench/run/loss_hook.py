@@ -1,0 +1,54 @@
+"""The method's loss hook in the HF ``Trainer``: a subclass overriding ``compute_loss``, as HF suggests.
+
+``Method.extra_loss`` is called once per micro-batch after the forward pass; its term is added to the
+task loss before backward. Weighting: when the Trainer normalises the task loss over the whole
+accumulated step (the model accepts ``num_items_in_batch``), it does not divide the loss by the
+accumulation count, so the extra term is divided here; otherwise the Trainer divides the sum. Either
+way the extra term weighs as one per optimizer step. A method without the hook runs the Trainer's own
+``compute_loss`` untouched (same numbers as plain ``Trainer``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import Trainer
+
+from cvqa_bench.methods.base import LossContext, Method, TaskInfo, Trainables
+
+
+def has_loss_hook(method: Method) -> bool:
+    """True when the method overrides ``extra_loss``."""
+    return type(method).extra_loss is not Method.extra_loss
+
+
+class MethodTrainer(Trainer):
+    """``Trainer`` whose loss gets the method's ``extra_loss`` term per micro-batch."""
+
+    def __init__(self, *args: Any, method: Method, task: TaskInfo, trainables: Trainables, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.method = method
+        self.task = task
+        self.trainables = trainables
+
+    def compute_loss(self, model: torch.nn.Module, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: torch.Tensor | int | None = None) -> Any:
+        if not has_loss_hook(self.method):
+            return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                        num_items_in_batch=num_items_in_batch)
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        ctx = LossContext(step=self.state.global_step + 1, task=self.task, trainables=self.trainables, model=self.model)
+        extra = self.method.extra_loss(self.model, inputs, outputs, ctx)
+        if extra is not None:
+            if self._scaled_for_accumulation(num_items_in_batch):
+                extra = extra / self.current_gradient_accumulation_steps
+            loss = loss + extra
+        return (loss, outputs) if return_outputs else loss
+
+    def _scaled_for_accumulation(self, num_items_in_batch: torch.Tensor | int | None) -> bool:
+        # the same test as Trainer.training_step's before it divides the loss by the accumulation count
+        if self.loss_is_scaled_for_ga is not None:
+            return bool(self.loss_is_scaled_for_ga)
+        return bool((self.model_accepts_loss_kwargs and num_items_in_batch is not None)
+                    or self.compute_loss_func is not None)

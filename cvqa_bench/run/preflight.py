@@ -1,0 +1,108 @@
+"""The checks of a run that need the model folder or the method, made before the run folder exists.
+
+``cvqa_bench.run.prepare`` calls :func:`check_run` after the data validated: the seed range, the
+model folder, LoRA ``target_modules`` against the model's module names (on the meta device: no
+weights read), the longest training prompt against ``train.max_length``, and the method's own
+``setup`` on a throwaway instance (e.g. LLaCA overrides naming unknown tasks).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from cvqa_bench.config import ConfigError, RunConfig
+
+SEED_LIMIT = 2**32  # numpy's seed range; a stage seeds seed * 1000 + stage
+PLACEHOLDER = "\x00cvqa-text\x00"
+
+
+def check_seed(seed: int, n_tasks: int) -> None:
+    """``seed`` such that every stage seed ``seed * 1000 + stage`` is a valid RNG seed."""
+    top = (SEED_LIMIT - 1 - n_tasks) // 1000
+    if not 0 <= seed <= top:
+        raise ConfigError(f"seed {seed}: out of range; use 0..{top} (stage k seeds seed x 1000 + k)")
+
+
+def check_run(config: RunConfig, tasks: list[Any], method_cls: type, options: Any, infos: list[Any]) -> Path:
+    """Every model- and method-dependent check (module docstring); returns the model folder."""
+    from cvqa_bench.models.load import model_directory
+
+    check_seed(config.seed, len(tasks))
+    try:
+        checked = method_cls(options, seed=config.seed)
+        checked.setup(infos)
+        checked.check_model(config.model)  # e.g. O-LoRA, MoELoRA need LoRA; EProj a trainable projector
+    except ValueError as exc:
+        raise ConfigError(f"method {config.method.name!r} options: {exc}") from exc
+    model_dir = model_directory(config.model)
+    if config.model.lora is not None:
+        check_lora_targets(model_dir, config.model.lora.target_modules)
+    check_prompt_lengths(model_dir, tasks, config.train.max_length)
+    return model_dir
+
+
+def check_lora_targets(model_dir: Path, pattern: str) -> None:
+    """``pattern`` (peft's ``re.fullmatch`` on module names) matches at least one adaptable layer."""
+    import torch
+    from transformers import AutoConfig, LlavaForConditionalGeneration
+
+    try:
+        regex = re.compile(pattern)
+    except re.error as exc:
+        raise ConfigError(f"model.lora.target_modules {pattern!r}: not a valid regex ({exc})") from exc
+    config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
+    with torch.device("meta"):
+        model = LlavaForConditionalGeneration(config)
+    layers = (torch.nn.Linear, torch.nn.Embedding, torch.nn.Conv1d, torch.nn.Conv2d)
+    matched = [(n, m) for n, m in model.named_modules() if n and regex.fullmatch(n)]
+    if not matched:
+        raise ConfigError(f"model.lora.target_modules {pattern!r} matches no module of {model_dir}; "
+                          "e.g. r'.*language_model.*\\.(q_proj|v_proj)'")
+    bad = [n for n, m in matched if not isinstance(m, layers)]
+    if bad:
+        raise ConfigError(f"model.lora.target_modules {pattern!r} matches {bad[0]!r}, which LoRA cannot adapt "
+                          "(not a Linear, Embedding or Conv layer)")
+
+
+def check_prompt_lengths(model_dir: Path, tasks: list[Any], max_length: int) -> None:
+    """The first prompt (with its image tokens) of every training row fits in ``max_length`` tokens."""
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(model_dir, local_files_only=True)
+    for task in tasks:
+        rows = [r for r in task.train if r.get("conversations")]
+        if not rows:
+            continue
+        lengths = _prompt_lengths(processor, rows)
+        worst = max(range(len(rows)), key=lengths.__getitem__)
+        if lengths[worst] > max_length:
+            raise ConfigError(
+                f"train.max_length {max_length}: too short for task {task.spec.name!r}: the prompt of train row "
+                f"{worst} (id {rows[worst]['id']!r}) is {lengths[worst]} tokens with its image; raise it")
+
+
+def _prompt_lengths(processor: Any, rows: list[dict[str, Any]]) -> list[int]:
+    """Tokens of each row's first prompt as the training collator builds it (image tokens included)."""
+    from cvqa_bench.models.prompting import generation_prompt, load_image, strip_image_marker
+
+    templates = {flag: generation_prompt(processor, PLACEHOLDER, flag) for flag in (False, True)}
+
+    def render(row: dict[str, Any]) -> str:
+        text, image = row["conversations"][0]["value"], row.get("image") is not None
+        return templates[image].replace(PLACEHOLDER, strip_image_marker(text))
+
+    first = rows[0]
+    fast = render(first) == generation_prompt(processor, first["conversations"][0]["value"], first.get("image") is not None)
+    prompts = [render(r) if fast else generation_prompt(processor, r["conversations"][0]["value"],
+                                                         r.get("image") is not None) for r in rows]
+    counts = [len(ids) for ids in processor.tokenizer(prompts, add_special_tokens=True)["input_ids"]]
+    with_image = next((i for i, r in enumerate(rows) if r.get("image") is not None), None)
+    if with_image is None:
+        return counts
+    # The processor expands the image marker to a fixed number of tokens (images are resized first).
+    full = processor(text=[prompts[with_image]], images=[load_image(rows[with_image]["image"])],
+                     add_special_tokens=True)["input_ids"][0]
+    extra = len(full) - counts[with_image]
+    return [c + (extra if r.get("image") is not None else 0) for c, r in zip(counts, rows)]

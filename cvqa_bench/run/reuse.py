@@ -1,0 +1,68 @@
+"""Exact reuse of matrix cells: a cell whose inputs are identical to an earlier cell's is not generated again.
+
+A cell's predictions are determined by four things: the weights it is evaluated with, the test split,
+the prompt/generation settings and the image preprocessing (on one frozen base model). The cell key is
+a hash of all four; the weights enter as an exact hash of the bytes of every trainable tensor as loaded
+for the cell (name, dtype, shape and bytes, in name order). A cell with the key of an earlier cell of
+the same run gets a byte copy of that cell's predictions file. ``cells.json`` in the run folder maps
+each cell to its key and to the cell it was copied from (null = computed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from cvqa_bench.io import atomic_write_json
+from cvqa_bench.models.fingerprint import tensors_fingerprint
+
+__all__ = ["CellIndex", "cell_key", "copy_predictions", "tensors_fingerprint"]
+
+
+def cell_key(weights: str, test_split: str, settings: dict[str, Any]) -> str:
+    """SHA-256 of a cell's weights fingerprint, test-split hash and generation/preprocessing settings."""
+    payload = json.dumps({"weights": weights, "test": test_split, "settings": settings}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+class CellIndex:
+    """``cells.json``: cell name → {key, reused_from}; finds the earlier cell with the same key."""
+
+    def __init__(self, path: Path, root: Path) -> None:
+        self.path = path
+        self.root = root
+        self.cells: dict[str, dict[str, Any]] = json.loads(path.read_text()) if path.is_file() else {}
+
+    def name(self, predictions: Path) -> str:
+        """A cell's name: its predictions path relative to the run folder's predictions/."""
+        return predictions.relative_to(self.root).as_posix()
+
+    def source_for(self, key: str, predictions: Path) -> Path | None:
+        """The predictions file of an earlier cell with ``key`` that still exists, other than ``predictions``."""
+        own = self.name(predictions)
+        for name, cell in self.cells.items():
+            if cell["key"] == key and name != own and (self.root / name).is_file():
+                return self.root / name
+        return None
+
+    def record(self, predictions: Path, key: str, reused_from: Path | None) -> None:
+        """Store one cell's key and origin, and write the index."""
+        origin = self.name(reused_from) if reused_from is not None else None
+        self.cells[self.name(predictions)] = {"key": key, "reused_from": origin}
+        atomic_write_json(self.path, self.cells)
+
+    def counts(self) -> dict[str, int]:
+        """How many indexed cells were computed and how many were copied."""
+        reused = sum(1 for c in self.cells.values() if c["reused_from"] is not None)
+        return {"computed": len(self.cells) - reused, "reused": reused}
+
+
+def copy_predictions(source: Path, target: Path) -> None:
+    """Byte copy of a predictions file (temporary file + rename, as every write of a run)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.copyfile(source, tmp)
+    tmp.replace(target)
