@@ -70,20 +70,33 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     Raises:
         ValueError: ``<path>:<line>: ...`` for a line that is not a JSON object (the line counts blank lines).
     """
+    return [row for _, row in read_numbered_jsonl(path)]
+
+
+def read_numbered_jsonl(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) of every non-blank line of a JSONL file; errors name the file and the line.
+
+    Raises:
+        ValueError: the file is not UTF-8, or a line is not a JSON object (blank lines are counted).
+    """
     rows = []
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{number}: not valid JSONL ({exc.msg})") from exc
-            except RecursionError as exc:
-                raise ValueError(f"{path}:{number}: JSON nested too deeply") from exc
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = list(fh)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{number}: not valid JSONL ({exc.msg})") from exc
+        except RecursionError as exc:
+            raise ValueError(f"{path}:{number}: JSON nested too deeply") from exc
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+        rows.append((number, row))
     return rows
 
 

@@ -7,13 +7,12 @@ without mixing them.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from cvqa_bench.config import SequenceSpec, read_yaml, validate_model
-from cvqa_bench.io import atomic_write_json, atomic_write_jsonl, read_jsonl
+from cvqa_bench.io import atomic_write_json, atomic_write_jsonl, read_jsonl, read_numbered_jsonl
 from cvqa_bench.rundir import RunDir
 from cvqa_bench.scoring import get_scorer
 from cvqa_bench.scoring.protocol import scorer_for
@@ -42,29 +41,6 @@ def score_predictions(path: Path, scorer_name: str, protocol: str = "corrected")
     scores = scorer.score_many(predictions, answers)
     return {"scorer": scorer_name, "protocol": protocol, "n": len(scores), "score": float(np.mean(scores)),
             "scores": [float(s) for s in scores]}  # per sample, in file order (results.json intervals)
-
-
-def read_numbered_jsonl(path: Path) -> list[tuple[int, dict]]:
-    """(line number, object) of every non-blank line; errors name the line."""
-    out = []
-    try:
-        with open(path, encoding="utf-8") as fh:
-            lines = list(fh)
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
-    for number, text in enumerate(lines, start=1):
-        if not text.strip():
-            continue
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{number}: not valid JSONL ({exc.msg})") from exc
-        except RecursionError as exc:
-            raise ValueError(f"{path}:{number}: JSON nested too deeply") from exc
-        if not isinstance(record, dict):
-            raise ValueError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
-        out.append((number, record))
-    return out
 
 
 def load_run_sequence(run: RunDir) -> SequenceSpec:
