@@ -27,6 +27,7 @@ import json
 
 import torch
 
+from cvqa_bench.bench.common import add_model_arguments
 from cvqa_bench.bench.evaluation import bench_cells, bench_encode_once, bench_eval_cache
 from cvqa_bench.config import ModelSpec
 from cvqa_bench.io import atomic_write_json
@@ -35,10 +36,7 @@ from cvqa_bench.io import atomic_write_json
 def parse_args() -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--tiny", default=None, help="tiny/mid model YAML (default configs/models/tiny.yaml)")
-    source.add_argument("--path", default=None, help="local llava-hf checkpoint directory")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    add_model_arguments(parser)
     parser.add_argument("--config", default="configs/default.yaml", help="run config for the cell counts")
     parser.add_argument("--n-questions", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=32)

@@ -14,6 +14,7 @@ import argparse
 
 import torch
 
+from cvqa_bench.bench.common import add_model_arguments
 from cvqa_bench.bench.generation import bench_generation
 from cvqa_bench.config import ModelSpec
 from cvqa_bench.io import atomic_write_json
@@ -22,10 +23,7 @@ from cvqa_bench.io import atomic_write_json
 def parse_args() -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--tiny", default=None, help="tiny/mid model YAML (default configs/models/tiny.yaml)")
-    source.add_argument("--path", default=None, help="local llava-hf checkpoint directory")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    add_model_arguments(parser)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32],
                         help="the first one is the reference the others are compared with")
     parser.add_argument("--n-questions", type=int, default=128)

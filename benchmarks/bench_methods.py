@@ -15,6 +15,7 @@ import argparse
 
 import torch
 
+from cvqa_bench.bench.common import add_model_arguments
 from cvqa_bench.bench.methods import bench_methods
 from cvqa_bench.config import LoraSpec, ModelSpec
 from cvqa_bench.io import atomic_write_json
@@ -23,10 +24,7 @@ from cvqa_bench.io import atomic_write_json
 def parse_args() -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--tiny", default=None, help="tiny/mid model YAML (default configs/models/tiny.yaml)")
-    source.add_argument("--path", default=None, help="local llava-hf checkpoint directory")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    add_model_arguments(parser)
     parser.add_argument("--full", action="store_true", help="full-parameter training of the LM instead of LoRA")
     parser.add_argument("--lora-targets", default=None, help="LoRA target regex (default: LM q_proj/v_proj)")
     parser.add_argument("--batch-size", type=int, default=8)

@@ -1,7 +1,8 @@
-"""What both benchmarks share: the rows they run on and the device they report."""
+"""What the benchmarks share: the model options, the rows they run on and the device they report."""
 
 from __future__ import annotations
 
+import argparse
 import itertools
 from typing import Any
 
@@ -45,3 +46,11 @@ def device_fields(device: torch.device) -> dict[str, Any]:
     """The device, its name and the torch thread count, as reported with every benchmark."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     return {"device": str(device), "device_name": name, "torch_threads": torch.get_num_threads()}
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--tiny`` or ``--path`` (the model to benchmark; neither: the tiny default) and ``--dtype``."""
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--tiny", default=None, help="tiny/mid model YAML (default configs/models/tiny.yaml)")
+    source.add_argument("--path", default=None, help="local llava-hf checkpoint directory")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
