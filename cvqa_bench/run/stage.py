@@ -214,7 +214,9 @@ class StageRunner:
         return stage_hash(self.config, self.prepared.sequence, stage, self._train_hashes)
 
     def _cell_inputs(self, stage: int, task: Any) -> dict[str, str]:
-        return {"test_items": rows_hash(self._test_rows(task), task.image_root), "stage": self._stage_hash(stage),
+        if not hasattr(self, "_test_hashes"):  # the test rows do not change during a run: hash them once
+            self._test_hashes = {t.spec.name: rows_hash(self._test_rows(t), t.image_root) for t in self.prepared.tasks}
+        return {"test_items": self._test_hashes[task.spec.name], "stage": self._stage_hash(stage),
                 "task": rows_hash([task.spec.model_dump(mode="json")])}  # its generation length, image aspect
 
     # -- evaluation -------------------------------------------------------------------------------
