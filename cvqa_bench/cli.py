@@ -81,6 +81,7 @@ def experiment(
     spec: Annotated[Path, typer.Argument(help="experiment YAML (methods × seeds on one run config)")],
     set_: Annotated[list[str], typer.Option("--set", help="override a run-config field for every run")] = [],
     reference: Annotated[Path | None, typer.Option(help="also copy the small result files here (no weights)")] = None,
+    jobs: Annotated[int, typer.Option(help="runs at once, each in its own process with cores/jobs threads")] = 1,
 ) -> None:
     """Run every method × seed of an experiment (finished runs are skipped) and write the combined report."""
     try:
@@ -88,7 +89,7 @@ def experiment(
         from cvqa_bench.report.build import print_report
 
         experiment_spec = load_experiment(spec)
-        result = run_experiment(experiment_spec, console=err_console, extra_overrides=parse_sets(set_))
+        result = run_experiment(experiment_spec, console=err_console, extra_overrides=parse_sets(set_), jobs=jobs)
         print_report(result, console)
         if reference is not None:
             files = export_reference(experiment_spec, reference)

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import Field
 
-from cvqa_bench.config import PROJECT_ROOT, StrictModel, load_run_config, read_yaml, validate_model
+from cvqa_bench.config import PROJECT_ROOT, ConfigError, StrictModel, load_run_config, read_yaml, validate_model
 
 
 class Variant(StrictModel):
@@ -62,22 +62,78 @@ def planned_runs(spec: ExperimentSpec, extra_overrides: dict[str, Any] | None = 
 
 
 def run_experiment(spec: ExperimentSpec, console: Any = None, extra_overrides: dict[str, Any] | None = None,
-                   formats: tuple[str, ...] = ("md", "csv", "json", "latex")) -> Any:
-    """Run (or resume) every planned run, then build the combined report; returns the report result."""
+                   formats: tuple[str, ...] = ("md", "csv", "json", "latex"), jobs: int = 1) -> Any:
+    """Run (or resume) every planned run, then build the combined report; returns the report result.
+
+    With ``jobs`` > 1 the runs go to that many worker processes, each with ``cpu_count // jobs`` torch
+    threads; every run is still one seeded process, so its numbers do not depend on ``jobs``.
+    """
     from cvqa_bench.run.logs import run_logging
     from cvqa_bench.run.loop import execute
     from cvqa_bench.run.prepare import prepare
     from cvqa_bench.report.build import build_report
 
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {jobs}")
     plan = planned_runs(spec, extra_overrides)
     with run_logging(None):  # the checks may build the tiny model: no loading bars on the console
         prepared = [(folder, prepare(config)) for folder, config in plan]  # validate all inputs first
-    for folder, run in prepared:
-        if console is not None:
-            console.print(f"[bold]{folder.name}[/bold]")
-        execute(run, folder, resume=True, console=console)
+    if jobs == 1:
+        for folder, run in prepared:
+            if console is not None:
+                console.print(f"[bold]{folder.name}[/bold]")
+            execute(run, folder, resume=True, console=console)
+    else:
+        _run_in_workers(plan, jobs, console)
     return build_report([folder for folder, _ in plan], _project_path(spec.out) / "report", formats=formats,
                         published=True)
+
+
+def _run_in_workers(plan: list[tuple[Path, Any]], jobs: int, console: Any) -> None:
+    """Each planned run in one of ``jobs`` spawned processes; the first failure stops the rest."""
+    import multiprocessing
+    import os
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_worker_init, initargs=(threads,)) as pool:
+        futures = {pool.submit(_run_one, folder, config): folder for folder, config in plan}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            for future in done:
+                error = future.exception()
+                if error is not None:
+                    for other in pending:
+                        other.cancel()
+                    raise error
+                if console is not None:
+                    console.print(f"[bold]{futures[future].name}[/bold]: {future.result()}")
+
+
+def _worker_init(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _run_one(folder: Path, config: Any) -> str:
+    """Prepare and run (or resume) one planned run in a worker; a one-line summary for the console."""
+    import json
+
+    from cvqa_bench.run.logs import run_logging
+    from cvqa_bench.run.loop import execute
+    from cvqa_bench.run.prepare import prepare
+
+    with run_logging(None):
+        run = prepare(config)
+    execute(run, folder, resume=True, console=None)
+    metrics = json.loads((folder / "metrics.json").read_text())["metrics"]
+    return ", ".join(f"{name} {metrics[name]:.2f}" for name in SUMMARY_METRICS if name in metrics)
+
+
+SUMMARY_METRICS = ("final_avg", "mft", "bwt")
 
 
 REFERENCE_FILES = ("config.yaml", "sequence.yaml", "manifest.json", "matrix.csv", "metrics.json",
