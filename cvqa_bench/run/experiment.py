@@ -89,6 +89,9 @@ def run_experiment(spec: ExperimentSpec, console: Any = None, extra_overrides: d
                         published=True)
 
 
+SUMMARY_METRICS = ("final_avg", "mft", "bwt")  # what a worker reports per finished run
+
+
 def _run_in_workers(plan: list[tuple[Path, Any]], jobs: int, console: Any) -> None:
     """Each planned run in one of ``jobs`` spawned processes; the first failure stops the rest."""
     import multiprocessing
@@ -131,9 +134,6 @@ def _run_one(folder: Path, config: Any) -> str:
     execute(run, folder, resume=True, console=None)
     metrics = json.loads((folder / "metrics.json").read_text())["metrics"]
     return ", ".join(f"{name} {metrics[name]:.2f}" for name in SUMMARY_METRICS if name in metrics)
-
-
-SUMMARY_METRICS = ("final_avg", "mft", "bwt")
 
 
 REFERENCE_FILES = ("config.yaml", "sequence.yaml", "manifest.json", "matrix.csv", "metrics.json",
