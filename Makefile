@@ -24,10 +24,11 @@ run: $(STAMP)
 	rm -rf results/default
 	$(BIN)/cvqa run --config configs/default.yaml --out results/default $(RUN_ARGS)
 
-# One torch thread per test process: the tiny model gains nothing from two on 2 cores, and the
-# subprocess tests (kill/resume, distributed) would oversubscribe the cores.
+# Two test processes (pytest-xdist; a module's tests stay in one process, so its fixtures are built
+# once) with one torch thread each: the tiny model gains nothing from a second thread, and two
+# single-threaded processes use both cores of a 2-core machine.
 test: $(STAMP)
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadscope
 
 clean:
 	rm -rf $(VENV) results/default

@@ -32,7 +32,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps per method first")
     parser.add_argument("--rounds", type=int, default=None,
                         help="round-robin blocks the timed steps are split into (default: one step per block)")
-    parser.add_argument("--methods", nargs="+", default=["finetune", "ema", "llaca", "ewc", "lwf"])
+    parser.add_argument("--methods", nargs="+", default=["finetune", "ema", "llaca", "replay", "ewc", "lwf", "olora",
+                                                          "moelora", "eproj"])
     parser.add_argument("--no-llaca-loop", action="store_true", help="skip llaca's per-tensor loop variant")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads; 0 = torch's default. One is "

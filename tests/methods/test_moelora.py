@@ -4,12 +4,12 @@ import math
 
 import pytest
 import torch
-from peft import LoraConfig, get_peft_model
 
 from cvqa_bench.config import ConfigError
 from cvqa_bench.methods.base import Trainables
 from cvqa_bench.methods.moelora import MoELoRA
 from cvqa_bench.models.moelora import mixed_delta, router_weights
+from peft_tiny import peft_tiny
 
 X = torch.tensor([[1.0, 2.0]])
 ROUTER = torch.eye(2)  # logits = x = [1, 2]
@@ -29,22 +29,6 @@ def test_two_experts_are_mixed_by_the_router_weights():
     delta = mixed_delta(X, A, B, ROUTER, scaling=2.0)
     assert delta.tolist()[0] == pytest.approx([2 * LOW * 1.0, 2 * (1 - LOW) * 2.0], abs=1e-6)
     assert mixed_delta(X, A, B, ROUTER, scaling=2.0, top_k=1).tolist()[0] == pytest.approx([0.0, 4.0], abs=1e-6)
-
-
-class Tiny(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.multi_modal_projector = torch.nn.Linear(2, 2)
-        self.q_proj = torch.nn.Linear(2, 2, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.q_proj(self.multi_modal_projector(x))
-
-
-def peft_tiny(r: int) -> torch.nn.Module:
-    torch.manual_seed(0)
-    config = LoraConfig(r=r, lora_alpha=2 * r, target_modules=["q_proj"], modules_to_save=["multi_modal_projector"])
-    return get_peft_model(Tiny(), config)
 
 
 def test_surgery_splits_the_rank_over_the_experts_and_starts_as_the_base_model():

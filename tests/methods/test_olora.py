@@ -4,31 +4,13 @@ import math
 
 import pytest
 import torch
-from peft import LoraConfig, get_peft_model
 
 from cvqa_bench.config import ConfigError
 from cvqa_bench.methods.base import LossContext, TaskContext, TaskInfo, Trainables
 from cvqa_bench.methods.olora import OLoRA, orthogonality_loss
+from peft_tiny import Tiny, peft_tiny
 
 TASKS = [TaskInfo(i, name, ("q",)) for i, name in enumerate(["A", "B", "C"])]
-
-
-class Tiny(torch.nn.Module):
-    """A projector and one linear layer that peft puts a LoRA on."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.multi_modal_projector = torch.nn.Linear(2, 2)
-        self.q_proj = torch.nn.Linear(2, 2, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.q_proj(self.multi_modal_projector(x))
-
-
-def peft_tiny(r: int = 1) -> torch.nn.Module:
-    torch.manual_seed(0)
-    config = LoraConfig(r=r, lora_alpha=2 * r, target_modules=["q_proj"], modules_to_save=["multi_modal_projector"])
-    return get_peft_model(Tiny(), config)
 
 
 def test_orthogonality_loss_by_hand():

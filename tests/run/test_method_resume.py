@@ -94,6 +94,12 @@ def test_joint_resumes_bit_identically_and_trains_once(workdir: Path) -> None:
     assert stage1.split(",")[2:] == zero_shot.split(",")[2:]  # stage 1 is the base model again
 
 
+def test_cumulative_resumes_bit_identically_and_retrains_on_every_seen_task(workdir: Path) -> None:
+    reference = check_kill_resume(workdir, "cumulative")
+    done = [yaml.safe_load((reference / "stages" / s / "DONE.json").read_text()) for s in ("1-color", SECOND_STAGE)]
+    assert [d["rows"] for d in done] == [32, 64]  # stage 2 retrains on color's 32 rows + shape's 32
+
+
 def test_llaca_stable_ema_resumes_bit_identically(workdir: Path) -> None:
     check_kill_resume(workdir, "llaca", "--set", "method.options.ema=stable", "--set", "method.options.grouping=false")
 

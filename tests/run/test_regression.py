@@ -2,7 +2,7 @@
 
 (a) Every metric in the committed reference is recomputed from the committed matrix with the
     metric formulas, and every mean ± std in the committed comparison report from the runs' metrics.
-(b) The shortened configuration (configs/regression.yaml: one seed, finetune + llaca, three short
+(b) The shortened configuration (configs/regression.yaml: one seed, every method, three short
     tasks) is re-run and its matrix compared with the committed one. Tolerance: every cell within
     one test question (100 / 32 = 3.125 points) of the reference; on the machine that made the
     reference the matrices are identical. Refresh the reference only deliberately: `make reference`.
@@ -40,7 +40,9 @@ def committed_runs() -> list[Path]:
 
 def test_reference_results_are_committed():
     runs = committed_runs()
-    assert {p.name for p in runs if p.parent == REGRESSION} == {"finetune-seed0", "llaca-seed0"}
+    from cvqa_bench.methods import methods
+
+    assert {p.name for p in runs if p.parent == REGRESSION} == {f"{m}-seed0" for m in methods.descriptions()}
     assert len([p for p in runs if p.parent.name == "reproduce"]) == 12  # 4 methods × 3 seeds
 
 
@@ -75,7 +77,7 @@ def test_shortened_configuration_reproduces_the_committed_matrices(tmp_path, mon
     spec = load_experiment(PROJECT_ROOT / "configs" / "regression.yaml")
     spec = spec.model_copy(update={"out": str(tmp_path / "regression")})
     run_experiment(spec, formats=("md",))
-    for name in ("finetune-seed0", "llaca-seed0"):
+    for name in [f"{m}-seed0" for m in spec.methods]:
         fresh = read_matrix(tmp_path / "regression" / name / "matrix.csv")
         committed = read_matrix(REGRESSION / name / "matrix.csv")
         assert fresh.shape == committed.shape
