@@ -76,6 +76,11 @@ def check_kill_resume(workdir: Path, method: str, *extra: str) -> Path:
     return reference
 
 
+@pytest.mark.parametrize("method", ["finetune", "ema", "replay"])
+def test_baseline_resumes_bit_identically(workdir: Path, method: str) -> None:
+    check_kill_resume(workdir, method)
+
+
 def test_ewc_resumes_bit_identically(workdir: Path) -> None:
     reference = check_kill_resume(workdir, "ewc", "--set", "method.options.fisher_batches=2")
     records = yaml.safe_load((reference / "method_records.json").read_text())
