@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from cvqa_bench.config import PROJECT_ROOT
+from cvqa_bench.methods import methods
 from cvqa_bench.metrics import compute_metrics
 
 REFERENCE = PROJECT_ROOT / "results" / "reference"
@@ -40,8 +41,6 @@ def committed_runs() -> list[Path]:
 
 def test_reference_results_are_committed():
     runs = committed_runs()
-    from cvqa_bench.methods import methods
-
     assert {p.name for p in runs if p.parent == REGRESSION} == {f"{m}-seed0" for m in methods.descriptions()}
     assert len([p for p in runs if p.parent.name == "reproduce"]) == 12  # 4 methods × 3 seeds
 
