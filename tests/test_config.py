@@ -104,3 +104,17 @@ def test_sequence_with_duplicate_task_or_unknown_scorer_is_rejected(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_sequence(str(path))
     assert "tasks.1.scorer" in str(err.value) and "Did you mean 'exact'" in str(err.value)
+
+
+def test_train_vision_cache_enters_the_hash_only_when_turned_off():
+    import hashlib
+    import json
+
+    config = RunConfig()
+    before_the_field = config.model_dump(mode="json")  # what a config made before train.vision_cache hashed
+    before_the_field["train"].pop("vision_cache")
+    for section, key in (("train", "report_to"), ("train", "logging_dir"), ("eval", "log_samples")):
+        before_the_field[section].pop(key)
+    expected = hashlib.sha256(json.dumps(before_the_field, sort_keys=True).encode()).hexdigest()
+    assert config.stable_hash() == expected  # old run folders keep their stage hashes
+    assert RunConfig(train={"vision_cache": False}).stable_hash() != expected

@@ -1,7 +1,8 @@
 """Benchmarks of issue 17, each pair measured in one process on the same inputs, interleaved:
 
 - evaluation questions/s with and without the vision-feature cache (and sorted by prompt length);
-- training step time with rows encoded once per stage against the per-batch collator;
+- training step time with rows encoded once per stage against the per-batch collator, and on cached vision
+  features (the same losses);
 - matrix cells generated against reused, per method, on a sequence (``run/plan.py``, no training).
 """
 
@@ -72,10 +73,13 @@ def bench_eval_cache(model_spec: ModelSpec, *, n_questions: int = 128, batch_siz
 
 def bench_encode_once(model_spec: ModelSpec, *, task: str = "color", batch_size: int = 16, steps: int = 20,
                       repeats: int = 3, sequence: str = "synthetic", device: str | None = None) -> dict[str, Any]:
-    """Seconds per training step (collate + forward + backward + optimizer) with the per-batch collator
-    against rows encoded once, on the same batches; and the collate time alone."""
+    """Seconds per training step (collate + forward + backward + optimizer) with the per-batch collator,
+    with rows encoded once, and with rows encoded once on cached vision features, on the same batches;
+    the collate time alone; and whether the three give the same loss at every step."""
     from cvqa_bench.models.load import load_model
     from cvqa_bench.models.prompting import TrainCollator
+    from cvqa_bench.models.train_features import attach_vision_features
+    from cvqa_bench.models.vision_cache import VisionFeatureCache
 
     rows = load_task_rows(sequence, task, "train")
     torch.manual_seed(0)
@@ -85,15 +89,27 @@ def bench_encode_once(model_spec: ModelSpec, *, task: str = "color", batch_size:
     started = time.perf_counter()
     encoded = collator.encode_rows(rows)
     encode_s = time.perf_counter() - started
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    with tempfile.TemporaryDirectory() as folder:
+        featured = collator.encode_rows(rows)
+        started = time.perf_counter()
+        attach_vision_features(featured, VisionFeatureCache(model, loaded.processor, folder), collator, model)
+        features_s = time.perf_counter() - started
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    start_weights = [p.detach().clone() for p in trainable]
     batches = [list(range(i * batch_size, (i + 1) * batch_size)) for i in range(min(steps, len(rows) // batch_size))]
     sources = {"per_batch": lambda idx: collator([rows[i] for i in idx]),
-               "encoded_once": lambda idx: collator([encoded[i] for i in idx])}
+               "encoded_once": lambda idx: collator([encoded[i] for i in idx]),
+               "cached_features": lambda idx: collator([featured[i] for i in idx])}
     step_times: dict[str, list[float]] = {name: [] for name in sources}
     collate_times: dict[str, list[float]] = {name: [] for name in sources}
+    losses: dict[str, list[float]] = {}
     model.train()
-    for r in range(repeats + 1):  # round 0 warms up
-        for name in list(sources)[r % 2:] + list(sources)[: r % 2]:
+    for r in range(repeats + 1):  # round 0 warms up and records each variant's losses from the same start
+        for name in list(sources)[r % 3:] + list(sources)[: r % 3]:
+            with torch.no_grad():
+                for param, weights in zip(trainable, start_weights):
+                    param.copy_(weights)
+            optimizer = torch.optim.AdamW(trainable, lr=1e-4)
             collate_s = 0.0
             sync(dev)
             start = time.perf_counter()
@@ -101,9 +117,12 @@ def bench_encode_once(model_spec: ModelSpec, *, task: str = "color", batch_size:
                 t0 = time.perf_counter()
                 batch = {k: v.to(dev) for k, v in sources[name](idx).items()}
                 collate_s += time.perf_counter() - t0
-                model(**batch).loss.backward()
+                loss = model(**batch).loss
+                loss.backward()
                 optimizer.step()
                 optimizer.zero_grad()
+                if not r:
+                    losses.setdefault(name, []).append(loss.item())
             sync(dev)
             if r:
                 step_times[name].append((time.perf_counter() - start) / len(batches))
@@ -111,9 +130,12 @@ def bench_encode_once(model_spec: ModelSpec, *, task: str = "color", batch_size:
     runs = {name: {"step_seconds": statistics.median(step_times[name]),
                    "collate_seconds": statistics.median(collate_times[name])} for name in sources}
     return {**device_fields(dev), "dtype": model_spec.dtype, "task": task, "batch_size": batch_size,
-            "steps": len(batches), "repeats": repeats, "encode_all_seconds": encode_s, "rows": len(rows),
-            "runs": runs, "step_seconds": runs["encoded_once"]["step_seconds"],
-            "speedup_step": runs["per_batch"]["step_seconds"] / runs["encoded_once"]["step_seconds"]}
+            "steps": len(batches), "repeats": repeats, "encode_all_seconds": encode_s,
+            "features_all_seconds": features_s, "rows": len(rows), "runs": runs,
+            "same_losses": losses["per_batch"] == losses["encoded_once"] == losses["cached_features"],
+            "step_seconds": runs["encoded_once"]["step_seconds"],  # one epoch of distinct images (CoIN)
+            "speedup_step": runs["per_batch"]["step_seconds"] / runs["encoded_once"]["step_seconds"],
+            "speedup_step_features": runs["encoded_once"]["step_seconds"] / runs["cached_features"]["step_seconds"]}
 
 
 def bench_cells(config_path: str | None, methods: tuple[str, ...] = ("llaca", "finetune")) -> dict[str, Any]:

@@ -47,6 +47,9 @@ Tracker = Literal["none", "all", "tensorboard", "wandb", "mlflow", "comet_ml", "
 # Config fields that say where a run reports (and how much it logs), not what it computes: outside the
 # stage hash and the resume check.
 UNHASHED_FIELDS = ("train.report_to", "train.logging_dir", "eval.log_samples")
+# Fields added after run folders existed: hashed only when changed from their default, so that a folder
+# made before them keeps its stage hashes (and resumes) while a run that changes them is told apart.
+HASHED_WHEN_CHANGED = {"train.vision_cache": True}
 
 
 class TrainSpec(StrictModel):
@@ -69,6 +72,9 @@ class TrainSpec(StrictModel):
         "[tensorboard]; not part of the stage hash: a tracker never changes the numbers")
     logging_dir: str | None = Field(None, description="where file-based trackers (tensorboard) write; "
                                     "null = <run>/logs/tensorboard")
+    vision_cache: bool = Field(True, description="with a frozen vision tower, a stage that shows its images more "
+                               "than once trains on each image's vision features computed once (cached as for "
+                               "eval.vision_cache); same rows, same gradients")
 
     @field_validator("report_to", mode="before")
     @classmethod
@@ -129,4 +135,8 @@ class RunConfig(StrictModel):
         for path in UNHASHED_FIELDS:  # absent from configs made before these fields: hashes stay the same
             section, _, key = path.partition(".")
             data.get(section, {}).pop(key, None)
+        for path, default in HASHED_WHEN_CHANGED.items():
+            section, _, key = path.partition(".")
+            if data.get(section, {}).get(key, default) == default:
+                data[section].pop(key, None)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()

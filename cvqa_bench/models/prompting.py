@@ -145,13 +145,18 @@ class TrainCollator:
             "labels": torch.tensor([it["labels"] + [IGNORE_INDEX] * (width - len(it["labels"])) for it in items]),
         }
         with_image = [it for it in items if it["image"]]
-        if with_image:
-            if any(it["pixel_values"] is None for it in with_image):
-                images = [load_image(it["image"], self.pad_to_square, self.fill) for it in with_image]
-                batch["pixel_values"] = self.processor.image_processor(images, return_tensors="pt")["pixel_values"]
-            else:
-                batch["pixel_values"] = torch.as_tensor(np.stack([it["pixel_values"] for it in with_image]))
+        if with_image and all(it.get("vision_features") is not None for it in with_image):
+            batch["vision_features"] = torch.stack([it["vision_features"] for it in with_image])  # train_features.py
+        elif with_image:
+            batch["pixel_values"] = self.pixel_values(with_image)
         return batch
+
+    def pixel_values(self, items: list[dict[str, Any]]) -> torch.Tensor:
+        """The pixel values of encoded rows with an image: those kept by :meth:`encode_rows`, else made again."""
+        if any(it["pixel_values"] is None for it in items):
+            images = [load_image(it["image"], self.pad_to_square, self.fill) for it in items]
+            return self.processor.image_processor(images, return_tensors="pt")["pixel_values"]
+        return torch.as_tensor(np.stack([it["pixel_values"] for it in items]))
 
 
 def encode_prompts(processor: Any, rows: list[dict[str, Any]], pad_to_square: bool = False) -> Any:

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from cvqa_bench.models.fingerprint import tensors_fingerprint
+from cvqa_bench.models.fingerprint import file_digest, tensors_fingerprint
 
 MEMORY_BYTES = 1 << 30  # features kept in memory besides the files
 
@@ -37,6 +37,11 @@ def llava_core(model: torch.nn.Module) -> torch.nn.Module:
         if "vision_tower" in children and "multi_modal_projector" in children:
             return module
     raise ValueError("not a LLaVA model: no module holds both vision_tower and multi_modal_projector")
+
+
+def image_key(path: str, pad_to_square: bool) -> str:
+    """The cache's name for one preprocessed image: its bytes' hash and its aspect handling."""
+    return f"{file_digest(path)}-{'pad' if pad_to_square else 'crop'}"
 
 
 def tower_is_frozen(model: torch.nn.Module) -> bool:
@@ -129,7 +134,38 @@ class VisionFeatureCache:
 
     def encoder_outputs(self, selected: torch.Tensor) -> dict[str, Any]:
         """``mm_encoder_outputs`` for ``generate``: the features through the current projector, one per image."""
-        from transformers.modeling_outputs import BaseModelOutputWithPooling
+        return projected_outputs(self.core, selected)
 
-        projected = self.core.multi_modal_projector(selected)
-        return {"image": BaseModelOutputWithPooling(pooler_output=list(projected))}
+
+def projected_outputs(core: torch.nn.Module, selected: torch.Tensor) -> dict[str, Any]:
+    """HF's ``mm_encoder_outputs``: selected vision features through ``core``'s current projector, one per image."""
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+    projected = core.multi_modal_projector(selected)
+    return {"image": BaseModelOutputWithPooling(pooler_output=list(projected))}
+
+
+FEATURES_ARGUMENT = "vision_features"
+
+
+def accept_vision_features(model: torch.nn.Module) -> None:
+    """Let ``model(...)`` take ``vision_features`` (selected features, as cached) in place of ``pixel_values``.
+
+    A forward pre-hook on the ``LlavaModel`` projects them with the projector in place at call time and
+    passes them on as HF's ``mm_encoder_outputs``. It runs inside the model's forward, so the Trainer's
+    autocast, DDP and a method's second forward with other weights (LwF's teacher) see the usual graph:
+    the projector's gradient is the same as with pixels. Installing it twice is a no-op.
+    """
+    core = llava_core(model)
+    if getattr(core, "_cvqa_accepts_features", False):
+        return
+
+    def features_to_encoder_outputs(module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+                                    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        selected = kwargs.pop(FEATURES_ARGUMENT, None)
+        if selected is not None:
+            kwargs["mm_encoder_outputs"] = projected_outputs(module, selected)
+        return args, kwargs
+
+    core.register_forward_pre_hook(features_to_encoder_outputs, with_kwargs=True)
+    core._cvqa_accepts_features = True

@@ -17,10 +17,9 @@ from typing import Any
 
 import torch
 
-from cvqa_bench.models.fingerprint import file_digest
 from cvqa_bench.models.precision import autocast_for, compute_dtype
 from cvqa_bench.models.prompting import encode_prompts, generation_prompt, load_image, mean_fill
-from cvqa_bench.models.vision_cache import VisionFeatureCache
+from cvqa_bench.models.vision_cache import VisionFeatureCache, image_key
 
 
 def shard_rows(n_rows: int, batch_size: int, rank: int = 0, world_size: int = 1) -> list[int]:
@@ -77,8 +76,7 @@ class EvalInputs:
             return self.encoded[start], None
         rows = self.rows[start : start + self.batch_size]
         enc = encode_prompts(self.processor, rows, self.pad_to_square)
-        aspect = "pad" if self.pad_to_square else "crop"
-        keys = [f"{file_digest(r['image'])}-{aspect}" for r in rows if r.get("image")]
+        keys = [image_key(r["image"], self.pad_to_square) for r in rows if r.get("image")]
         self.encoded[start] = EncodedBatch(enc["input_ids"], enc["attention_mask"], keys)
         return self.encoded[start], enc.get("pixel_values")
 

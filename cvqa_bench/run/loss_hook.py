@@ -31,6 +31,17 @@ class MethodTrainer(Trainer):
         self.method = method
         self.task = task
         self.trainables = trainables
+        self._counted_parameters: int | None = None
+
+    def floating_point_ops(self, inputs: dict[str, Any]) -> int:
+        """HF's estimate for ``total_flos`` (6 x input tokens x parameters without embeddings), with the
+        parameters counted once per stage: the Trainer's own method walks every module at every step."""
+        main_input = getattr(self.model, "main_input_name", "input_ids")
+        if main_input not in inputs or not hasattr(self.model, "num_parameters"):
+            return 0
+        if self._counted_parameters is None:
+            self._counted_parameters = self.model.num_parameters(exclude_embeddings=True)
+        return 6 * inputs[main_input].numel() * self._counted_parameters
 
     def compute_loss(self, model: torch.nn.Module, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: torch.Tensor | int | None = None) -> Any:

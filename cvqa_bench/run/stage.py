@@ -43,6 +43,8 @@ from cvqa_bench.run.train import StageResult, interrupt_requested, train_stage
 from cvqa_bench.run.batches import batch_source
 from cvqa_bench.run.eval_cells import CellEvaluator
 from cvqa_bench.models.prompting import TrainCollator
+from cvqa_bench.models.vision_cache import VisionFeatureCache, tower_is_frozen
+from cvqa_bench.data.sources import cache_root
 
 
 class StageRunner:
@@ -68,7 +70,10 @@ class StageRunner:
         self.trainables = Trainables(self.model)
         self.method = prepared.method
         self.method.setup(self.infos)
-        self.cells = CellEvaluator.for_run(self.config, self.loaded, self.trainables, self.method, self.run)
+        # frozen vision features: for evaluation and, where a stage's images repeat, for training
+        cached = (self.config.eval.vision_cache or self.config.train.vision_cache) and tower_is_frozen(self.model)
+        self.vision = VisionFeatureCache(self.model, self.loaded.processor, cache_root() / "vision") if cached else None
+        self.cells = CellEvaluator.for_run(self.config, self.loaded, self.trainables, self.method, self.run, self.vision)
 
     # -- manifest ---------------------------------------------------------------------------------
     def write_manifest(self) -> None:
@@ -156,6 +161,7 @@ class StageRunner:
                 stage_dir / "trainer", seed=self.config.seed * 1000 + stage,
                 pad_to_square=pad, resume_from=checkpoint, interrupt=self.interrupt,
                 callbacks=[display], tracker_dir=self.progress.tracker_dir(stage, info.name),
+                vision=self.vision if train_spec.vision_cache else None,
             )
         else:  # the method trains nothing in this stage (joint before its one stage on every task)
             result = StageResult(steps=0, final_loss=float("nan"), losses=[])
@@ -169,7 +175,7 @@ class StageRunner:
             "train_loss": result.final_loss if result.steps else None, "losses": result.losses, "rows": len(rows),
             "rows_per_step": train_spec.batch_size * train_spec.grad_accum * distributed.world_size(),
             "image_aspect": "pad" if pads_to_square(self.config, task.spec.image_aspect.train) else "crop",
-            "world_size": distributed.world_size(),
+            "world_size": distributed.world_size(), "vision_features": result.vision_features,
             "seconds": round(time.perf_counter() - started, 3),
         })
 

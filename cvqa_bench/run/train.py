@@ -13,8 +13,9 @@ the same method state; only the main process writes it (``cvqa_bench.run.distrib
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,12 +28,15 @@ from cvqa_bench.run.checkpoint import all_finite, mark_complete, save_method_sta
 from cvqa_bench.run.loss_hook import MethodTrainer
 from cvqa_bench.config import ConfigError, TrainSpec
 from cvqa_bench.errors import NonFiniteError
+from cvqa_bench.run.logs import LOGGER
 from cvqa_bench.run.signals import NO_INTERRUPT, InterruptFlag
 from cvqa_bench.run.trackers import tensorboard_dir
 from cvqa_bench.methods.base import Method, StepContext, TaskInfo, Trainables
 from cvqa_bench.models.load import PROJECTOR_MODULE
 from cvqa_bench.models.precision import compute_dtype
 from cvqa_bench.models.prompting import TrainCollator
+from cvqa_bench.models.train_features import attach_vision_features, repeats_images, rows_drawn
+from cvqa_bench.models.vision_cache import VisionFeatureCache
 
 
 @dataclass
@@ -42,6 +46,7 @@ class StageResult:
     steps: int
     final_loss: float
     losses: list[float]
+    vision_features: bool = False  # trained on cached vision features (models/train_features.py)
 
 
 class MethodCallback(TrainerCallback):
@@ -123,6 +128,21 @@ def has_step_hook(method: Method) -> bool:
     return type(method).after_optimizer_step is not Method.after_optimizer_step
 
 
+@contextlib.contextmanager
+def kv_cache_off(model: torch.nn.Module) -> Iterator[None]:
+    """No KV cache in the training forward (LLaVA's train.py sets ``use_cache = False`` too): the language
+    model would otherwise fill one at every step and drop it. Generation asks for it explicitly."""
+    configs = {id(c): c for m in model.modules()
+               if getattr(c := getattr(m, "config", None), "use_cache", None) is True}
+    for config in configs.values():
+        config.use_cache = False
+    try:
+        yield
+    finally:
+        for config in configs.values():
+            config.use_cache = True
+
+
 def build_optimizer(model: torch.nn.Module, spec: TrainSpec) -> torch.optim.Optimizer:
     """AdamW over the trainable tensors, with the projector in its own group when ``projector_lr`` is set."""
     projector, rest = [], []
@@ -132,7 +152,9 @@ def build_optimizer(model: torch.nn.Module, spec: TrainSpec) -> torch.optim.Opti
     groups = [{"params": rest, "lr": spec.lr}]
     if projector:
         groups.append({"params": projector, "lr": spec.projector_lr})
-    return torch.optim.AdamW(groups, lr=spec.lr, weight_decay=spec.weight_decay)
+    # foreach: one kernel per operation over all tensors instead of a loop per tensor (torch's CPU default);
+    # the same update to the bit (tests/run/test_train_speed.py)
+    return torch.optim.AdamW(groups, lr=spec.lr, weight_decay=spec.weight_decay, foreach=True)
 
 
 def training_arguments(spec: TrainSpec, out_dir: Path, seed: int, bf16: bool, fp16: bool,
@@ -184,13 +206,15 @@ def train_stage(
     interrupt: InterruptFlag = NO_INTERRUPT,
     callbacks: Sequence[TrainerCallback] = (),
     tracker_dir: Path | None = None,
+    vision: VisionFeatureCache | None = None,
 ) -> StageResult:
     """Train ``model`` on ``rows`` for one stage; the method's ``after_optimizer_step`` runs every step.
 
     With ``resume_from`` (a complete Trainer checkpoint) the stage continues exactly where it was saved:
     weights, optimizer, scheduler, RNG states and data order come from the checkpoint; the caller has
     restored the method's state from the same folder. ``callbacks`` see every Trainer event (the run's
-    progress display); file-based trackers of ``spec.report_to`` write into ``tracker_dir``.
+    progress display); file-based trackers of ``spec.report_to`` write into ``tracker_dir``. With ``vision``
+    (a frozen tower's feature cache) a stage that shows its images more than once trains on cached features.
     """
     first = trainables.params[0]
     callback = MethodCallback(method, task, trainables, interrupt)
@@ -200,11 +224,18 @@ def train_stage(
     args = training_arguments(spec, out_dir, seed, bf16=low == torch.bfloat16, fp16=low == torch.float16,
                               use_cpu=first.device.type == "cpu")
     collator = TrainCollator(processor, spec.max_length, pad_to_square)
+    encoded = collator.encode_rows(rows)  # each row encoded once; same items in the same order
+    rows_per_step = spec.batch_size * spec.grad_accum * distributed.world_size()
+    drawn = rows_drawn(spec.max_steps, rows_per_step, spec.epochs, len(rows))
+    features = vision is not None and repeats_images(drawn, rows) and attach_vision_features(
+        encoded, vision, collator, model)
+    if features:
+        LOGGER.info(f"task {task.name!r}: training on cached vision features ({len(rows)} rows, {drawn} drawn)")
     with tensorboard_dir(tracker_dir):
         trainer = MethodTrainer(
             model=model,
             args=args,
-            train_dataset=collator.encode_rows(rows),  # each row encoded once; same items in the same order
+            train_dataset=encoded,
             data_collator=collator,
             optimizers=(build_optimizer(model, spec), None),
             callbacks=[callback, *callbacks],
@@ -213,11 +244,13 @@ def train_stage(
     trainer.remove_callback(PrinterCallback)  # it prints every log dict; they go to logs/train.jsonl
     callback.trainer = trainer
     try:
-        output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        with kv_cache_off(model):
+            output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     finally:
         # callback <-> trainer is a reference cycle: break it so this stage's optimizer state (and DDP
         # wrapper) is freed on return, not whenever the garbage collector runs, before the next stage.
         callback.trainer = None
     interrupt_requested(interrupt)
     interrupt.check(f"in task {task.name!r} at step {output.global_step} (checkpoint saved)")
-    return StageResult(steps=output.global_step, final_loss=float(output.training_loss), losses=callback.losses)
+    return StageResult(steps=output.global_step, final_loss=float(output.training_loss), losses=callback.losses,
+                       vision_features=features)

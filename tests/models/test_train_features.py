@@ -1,0 +1,111 @@
+"""Training on cached vision features: the same loss and gradients as training on pixels, each image through
+the tower once, and nothing changed when the features would not fit in memory."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cvqa_bench.bench.common import load_task_rows
+from cvqa_bench.config import ModelSpec
+from cvqa_bench.models.load import load_model
+from cvqa_bench.models.prompting import TrainCollator
+from cvqa_bench.models.train_features import attach_vision_features, repeats_images, rows_drawn
+from cvqa_bench.models.vision_cache import VisionFeatureCache, llava_core
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    model = load_model(ModelSpec())
+    with torch.no_grad():  # a non-zero LoRA B: the language model's LoRA path takes part in the gradient
+        for name, param in model.model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)
+    return model
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return load_task_rows("synthetic", "color", "train")[:24]
+
+
+def loss_and_grads(model, batch):
+    model.zero_grad()
+    loss = model(**batch).loss
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_rows_drawn_and_repeats_by_hand():
+    assert rows_drawn(300, 16, 1.0, 512) == 4800  # max_steps x rows per step
+    assert rows_drawn(None, 16, 2.5, 100) == 250  # epochs x rows
+    assert rows_drawn(None, 128, 1.0, 100_000) == 100_000
+    rows = [{"image": f"{i % 3}.png"} for i in range(6)] + [{"image": None}]
+    assert repeats_images(4, rows) and not repeats_images(3, rows)  # 3 distinct images
+
+
+def test_features_give_the_pixels_loss_and_gradients(loaded, rows, tmp_path):
+    model = loaded.model
+    model.train()
+    collator = TrainCollator(loaded.processor, 512)
+    with_pixels = collator.encode_rows(rows)
+    with_features = collator.encode_rows(rows)
+    cache = VisionFeatureCache(model, loaded.processor, tmp_path)
+    assert attach_vision_features(with_features, cache, collator, model)
+    assert all(it["pixel_values"] is None and it["vision_features"] is not None for it in with_features)
+    for indices in ([0, 5, 9, 13], list(range(8, 24))):  # batches unlike the feature chunk (all 24 at once)
+        pixels_batch = collator([with_pixels[i] for i in indices])
+        features_batch = collator([with_features[i] for i in indices])
+        assert "pixel_values" in pixels_batch and "vision_features" in features_batch
+        assert "pixel_values" not in features_batch
+        loss_p, grads_p = loss_and_grads(model, pixels_batch)
+        loss_f, grads_f = loss_and_grads(model, features_batch)
+        assert torch.equal(loss_p, loss_f)
+        assert grads_f.keys() == grads_p.keys() and any("multi_modal_projector" in n for n in grads_p)
+        for name in grads_p:
+            assert torch.equal(grads_p[name], grads_f[name]), name
+
+
+def test_the_projector_in_place_at_call_time_is_used(loaded, rows, tmp_path):
+    """A second forward with other weights (LwF's teacher) projects the features with those weights."""
+    model = loaded.model
+    collator = TrainCollator(loaded.processor, 512)
+    items = collator.encode_rows(rows[:4])
+    pixels_batch = collator(items)
+    attach_vision_features(items, VisionFeatureCache(model, loaded.processor, tmp_path), collator, model)
+    features_batch = collator(items)
+    projector = llava_core(model).multi_modal_projector
+    saved = {k: v.clone() for k, v in projector.state_dict().items()}
+    try:
+        with torch.no_grad():
+            for param in projector.parameters():
+                param.mul_(-0.5)
+            plain, cached = model(**pixels_batch).logits, model(**features_batch).logits
+        assert torch.equal(plain, cached)
+    finally:
+        projector.load_state_dict(saved)
+
+
+def test_each_distinct_image_goes_through_the_tower_once(loaded, rows, tmp_path):
+    collator = TrainCollator(loaded.processor, 512)
+    repeated = rows[:5] * 4  # 20 rows, 5 images
+    items = collator.encode_rows(repeated)
+    cache = VisionFeatureCache(loaded.model, loaded.processor, tmp_path)
+    assert attach_vision_features(items, cache, collator, loaded.model)
+    assert (cache.computed, cache.loaded) == (5, 0)
+    assert all(items[i]["vision_features"] is items[i + 5]["vision_features"] for i in range(15))
+    again = collator.encode_rows(repeated)
+    assert attach_vision_features(again, cache, collator, loaded.model)
+    assert (cache.computed, cache.loaded) == (5, 5)  # the next stage (or run) reads them back
+
+
+def test_over_the_memory_budget_the_rows_keep_their_pixels(loaded, rows, tmp_path):
+    collator = TrainCollator(loaded.processor, 512)
+    items = collator.encode_rows(rows[:6])
+    cache = VisionFeatureCache(loaded.model, loaded.processor, tmp_path)
+    one_image = 16 * 64 * 4  # tiny model: 16 patches x width 64 x float32
+    assert not attach_vision_features(items, cache, collator, loaded.model, budget=6 * one_image - 1)
+    assert all(it["pixel_values"] is not None and "vision_features" not in it for it in items)
+    assert attach_vision_features(items, cache, collator, loaded.model, budget=6 * one_image)
