@@ -73,18 +73,16 @@ def paired_runs(a: Variant, b: Variant, runs: int = 3, warmup: bool = True) -> d
     for i in range(runs):
         for variant in ((a, b) if i % 2 == 0 else (b, a)):
             results[variant.label].append(run_once(variant, env))
-    summary = {}
-    for label, rows in results.items():
-        seconds = [r["seconds"] for r in rows]
-        summary[label] = {"seconds": [round(s, 2) for s in seconds], "min": round(min(seconds), 2),
-                          "median": round(statistics.median(seconds), 2)}
+    raw = {label: [r["seconds"] for r in rows] for label, rows in results.items()}
+    summary = {label: {"seconds": [round(s, 3) for s in seconds], "min": round(min(seconds), 3),
+                       "median": round(statistics.median(seconds), 3)} for label, seconds in raw.items()}
     every_run = [r for rows in results.values() for r in rows]
     return {
         "runs_each": runs, "order": "A B, B A, ... (interleaved, alternating)",
         "variants": {v.label: {"command": v.command, "cwd": str(v.cwd)} for v in (a, b)},
         "timings": summary,
-        "speedup_min": round(summary[a.label]["min"] / summary[b.label]["min"], 3),
-        "speedup_median": round(summary[a.label]["median"] / summary[b.label]["median"], 3),
+        "speedup_min": round(min(raw[a.label]) / min(raw[b.label]), 3),
+        "speedup_median": round(statistics.median(raw[a.label]) / statistics.median(raw[b.label]), 3),
         "identical": {kind: len({r[kind] for r in every_run}) == 1 for kind in DIGESTS},
         "matrix_sha256": sorted({r["matrix"] for r in every_run}),
     }

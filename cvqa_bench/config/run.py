@@ -73,8 +73,8 @@ class TrainSpec(StrictModel):
     logging_dir: str | None = Field(None, description="where file-based trackers (tensorboard) write; "
                                     "null = <run>/logs/tensorboard")
     vision_cache: bool = Field(True, description="with a frozen vision tower, a stage that shows its images more "
-                               "than once trains on each image's vision features computed once (cached as for "
-                               "eval.vision_cache); same rows, same gradients")
+                               "than once trains on each image's vision features computed once (in memory, "
+                               "for the stage); same rows, same gradients")
 
     @field_validator("report_to", mode="before")
     @classmethod

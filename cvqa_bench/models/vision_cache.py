@@ -107,34 +107,32 @@ class VisionFeatureCache:
         if all(f is not None for f in found):
             self.loaded += len(image_keys)
             return torch.stack(found)  # type: ignore[arg-type]
-        selected = self._selected(pixels().to(device))
+        selected = selected_features(self.core, pixels().to(device))
         for key, tensor, hit in zip(image_keys, selected, found):
             if hit is None:
                 self._put(key, tensor.detach().cpu().clone())
                 self.computed += 1
         return selected
 
-    def _selected(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """The projector's input when HF's ``get_image_features`` runs on ``pixel_values``."""
-        captured: list[torch.Tensor] = []
-
-        def keep_input(_module: torch.nn.Module, args: tuple[Any, ...]) -> None:
-            captured.append(args[0])
-
-        projector = self.core.multi_modal_projector
-        handle = projector.register_forward_pre_hook(keep_input)
-        try:
-            self.core.get_image_features(pixel_values=pixel_values.to(self._tower_dtype()))
-        finally:
-            handle.remove()
-        return captured[0].detach()
-
-    def _tower_dtype(self) -> torch.dtype:
-        return next(self.core.vision_tower.parameters()).dtype
-
     def encoder_outputs(self, selected: torch.Tensor) -> dict[str, Any]:
         """``mm_encoder_outputs`` for ``generate``: the features through the current projector, one per image."""
         return projected_outputs(self.core, selected)
+
+
+def selected_features(core: torch.nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
+    """The projector's input when HF's ``get_image_features`` of the ``LlavaModel`` ``core`` runs on
+    ``pixel_values``: the tower's output at the configured layer, CLS handled as HF does."""
+    captured: list[torch.Tensor] = []
+
+    def keep_input(_module: torch.nn.Module, args: tuple[Any, ...]) -> None:
+        captured.append(args[0])
+
+    handle = core.multi_modal_projector.register_forward_pre_hook(keep_input)
+    try:
+        core.get_image_features(pixel_values=pixel_values.to(next(core.vision_tower.parameters()).dtype))
+    finally:
+        handle.remove()
+    return captured[0].detach()
 
 
 def projected_outputs(core: torch.nn.Module, selected: torch.Tensor) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import torch
 
 from cvqa_bench.methods.base import Method, Trainables
 from cvqa_bench.models.fingerprint import tensors_fingerprint
-from cvqa_bench.models.vision_cache import VisionFeatureCache
+from cvqa_bench.models.vision_cache import VisionFeatureCache, tower_is_frozen
 from cvqa_bench.run import distributed
 from cvqa_bench.run.evaluate import EvalInputs, generate_predictions, length_order, shard_rows
 from cvqa_bench.run.reuse import CellIndex, cell_key, copy_predictions
@@ -50,7 +50,7 @@ class CellEvaluator:
 
     def __init__(self, model: torch.nn.Module, processor: Any, trainables: Trainables, method: Method,
                  run_root: Path, cells_path: Path, settings: dict[str, Any], *, reuse: bool,
-                 vision: VisionFeatureCache | None, sort_by_length: bool) -> None:
+                 vision_folder: Path | None, sort_by_length: bool) -> None:
         self.model = model
         self.processor = processor
         self.trainables = trainables
@@ -60,20 +60,22 @@ class CellEvaluator:
         self.sort_by_length = sort_by_length
         self.fingerprint = WeightsFingerprint(model, trainables)
         self.index = CellIndex(cells_path, run_root) if distributed.is_main() else None
-        self.vision = vision
+        use_vision = vision_folder is not None and tower_is_frozen(model)
+        self.vision = VisionFeatureCache(model, processor, vision_folder) if use_vision else None
         self.inputs: dict[str, tuple[list[int], EvalInputs]] = {}
 
     @classmethod
-    def for_run(cls, config: Any, loaded: Any, trainables: Trainables, method: Method, run: Any,
-                vision: VisionFeatureCache | None) -> CellEvaluator:
-        """The evaluator of a run: its eval settings, model, method, run folder and vision features (if cached)."""
+    def for_run(cls, config: Any, loaded: Any, trainables: Trainables, method: Method, run: Any) -> CellEvaluator:
+        """The evaluator of a run: its eval settings, model, method and run folder."""
+        from cvqa_bench.data.sources import cache_root
+
         spec = config.eval
         settings = {"model": config.model.model_dump(mode="json"), "source": loaded.source,
                     "batch_size": spec.batch_size, "sort_by_length": spec.sort_by_length,
                     "log_samples": getattr(spec, "log_samples", None)}
         return cls(loaded.model, loaded.processor, trainables, method, run.root, run.cells, settings,
                    reuse=spec.reuse_cells, sort_by_length=spec.sort_by_length,
-                   vision=vision if spec.vision_cache else None)
+                   vision_folder=cache_root() / "vision" if spec.vision_cache else None)
 
     def _task_inputs(self, name: str, rows: list[dict[str, Any]], batch_size: int, pad: bool
                      ) -> tuple[list[int], EvalInputs]:

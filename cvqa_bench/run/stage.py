@@ -43,8 +43,6 @@ from cvqa_bench.run.train import StageResult, interrupt_requested, train_stage
 from cvqa_bench.run.batches import batch_source
 from cvqa_bench.run.eval_cells import CellEvaluator
 from cvqa_bench.models.prompting import TrainCollator
-from cvqa_bench.models.vision_cache import VisionFeatureCache, tower_is_frozen
-from cvqa_bench.data.sources import cache_root
 
 
 class StageRunner:
@@ -70,10 +68,7 @@ class StageRunner:
         self.trainables = Trainables(self.model)
         self.method = prepared.method
         self.method.setup(self.infos)
-        # frozen vision features: for evaluation and, where a stage's images repeat, for training
-        cached = (self.config.eval.vision_cache or self.config.train.vision_cache) and tower_is_frozen(self.model)
-        self.vision = VisionFeatureCache(self.model, self.loaded.processor, cache_root() / "vision") if cached else None
-        self.cells = CellEvaluator.for_run(self.config, self.loaded, self.trainables, self.method, self.run, self.vision)
+        self.cells = CellEvaluator.for_run(self.config, self.loaded, self.trainables, self.method, self.run)
 
     # -- manifest ---------------------------------------------------------------------------------
     def write_manifest(self) -> None:
@@ -161,7 +156,7 @@ class StageRunner:
                 stage_dir / "trainer", seed=self.config.seed * 1000 + stage,
                 pad_to_square=pad, resume_from=checkpoint, interrupt=self.interrupt,
                 callbacks=[display], tracker_dir=self.progress.tracker_dir(stage, info.name),
-                vision=self.vision if train_spec.vision_cache else None,
+                vision_features=train_spec.vision_cache,
             )
         else:  # the method trains nothing in this stage (joint before its one stage on every task)
             result = StageResult(steps=0, final_loss=float("nan"), losses=[])

@@ -36,7 +36,7 @@ from cvqa_bench.models.load import PROJECTOR_MODULE
 from cvqa_bench.models.precision import compute_dtype
 from cvqa_bench.models.prompting import TrainCollator
 from cvqa_bench.models.train_features import attach_vision_features, repeats_images, rows_drawn
-from cvqa_bench.models.vision_cache import VisionFeatureCache
+from cvqa_bench.models.vision_cache import tower_is_frozen
 
 
 @dataclass
@@ -46,7 +46,7 @@ class StageResult:
     steps: int
     final_loss: float
     losses: list[float]
-    vision_features: bool = False  # trained on cached vision features (models/train_features.py)
+    vision_features: bool = False  # trained on vision features computed once (models/train_features.py)
 
 
 class MethodCallback(TrainerCallback):
@@ -206,15 +206,16 @@ def train_stage(
     interrupt: InterruptFlag = NO_INTERRUPT,
     callbacks: Sequence[TrainerCallback] = (),
     tracker_dir: Path | None = None,
-    vision: VisionFeatureCache | None = None,
+    vision_features: bool = False,
 ) -> StageResult:
     """Train ``model`` on ``rows`` for one stage; the method's ``after_optimizer_step`` runs every step.
 
     With ``resume_from`` (a complete Trainer checkpoint) the stage continues exactly where it was saved:
     weights, optimizer, scheduler, RNG states and data order come from the checkpoint; the caller has
     restored the method's state from the same folder. ``callbacks`` see every Trainer event (the run's
-    progress display); file-based trackers of ``spec.report_to`` write into ``tracker_dir``. With ``vision``
-    (a frozen tower's feature cache) a stage that shows its images more than once trains on cached features.
+    progress display); file-based trackers of ``spec.report_to`` write into ``tracker_dir``. With
+    ``vision_features``, a frozen tower and images that repeat, the stage trains on each image's features
+    computed once (``models/train_features.py``).
     """
     first = trainables.params[0]
     callback = MethodCallback(method, task, trainables, interrupt)
@@ -227,10 +228,11 @@ def train_stage(
     encoded = collator.encode_rows(rows)  # each row encoded once; same items in the same order
     rows_per_step = spec.batch_size * spec.grad_accum * distributed.world_size()
     drawn = rows_drawn(spec.max_steps, rows_per_step, spec.epochs, len(rows))
-    features = vision is not None and repeats_images(drawn, rows) and attach_vision_features(
-        encoded, vision, collator, model)
+    features = (vision_features and tower_is_frozen(model) and repeats_images(drawn, rows)
+                and attach_vision_features(encoded, collator, model))
     if features:
-        LOGGER.info(f"task {task.name!r}: training on cached vision features ({len(rows)} rows, {drawn} drawn)")
+        LOGGER.info(f"task {task.name!r}: training on vision features computed once per image "
+                    f"({len(rows)} rows, {drawn} drawn)")
     with tensorboard_dir(tracker_dir):
         trainer = MethodTrainer(
             model=model,

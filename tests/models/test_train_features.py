@@ -11,7 +11,7 @@ from cvqa_bench.config import ModelSpec
 from cvqa_bench.models.load import load_model
 from cvqa_bench.models.prompting import TrainCollator
 from cvqa_bench.models.train_features import attach_vision_features, repeats_images, rows_drawn
-from cvqa_bench.models.vision_cache import VisionFeatureCache, llava_core
+from cvqa_bench.models.vision_cache import llava_core
 
 
 @pytest.fixture(scope="module")
@@ -46,14 +46,13 @@ def test_rows_drawn_and_repeats_by_hand():
     assert repeats_images(4, rows) and not repeats_images(3, rows)  # 3 distinct images
 
 
-def test_features_give_the_pixels_loss_and_gradients(loaded, rows, tmp_path):
+def test_features_give_the_pixels_loss_and_gradients(loaded, rows):
     model = loaded.model
     model.train()
     collator = TrainCollator(loaded.processor, 512)
     with_pixels = collator.encode_rows(rows)
     with_features = collator.encode_rows(rows)
-    cache = VisionFeatureCache(model, loaded.processor, tmp_path)
-    assert attach_vision_features(with_features, cache, collator, model)
+    assert attach_vision_features(with_features, collator, model)
     assert all(it["pixel_values"] is None and it["vision_features"] is not None for it in with_features)
     for indices in ([0, 5, 9, 13], list(range(8, 24))):  # batches unlike the feature chunk (all 24 at once)
         pixels_batch = collator([with_pixels[i] for i in indices])
@@ -68,13 +67,13 @@ def test_features_give_the_pixels_loss_and_gradients(loaded, rows, tmp_path):
             assert torch.equal(grads_p[name], grads_f[name]), name
 
 
-def test_the_projector_in_place_at_call_time_is_used(loaded, rows, tmp_path):
+def test_the_projector_in_place_at_call_time_is_used(loaded, rows):
     """A second forward with other weights (LwF's teacher) projects the features with those weights."""
     model = loaded.model
     collator = TrainCollator(loaded.processor, 512)
     items = collator.encode_rows(rows[:4])
     pixels_batch = collator(items)
-    attach_vision_features(items, VisionFeatureCache(model, loaded.processor, tmp_path), collator, model)
+    attach_vision_features(items, collator, model)
     features_batch = collator(items)
     projector = llava_core(model).multi_modal_projector
     saved = {k: v.clone() for k, v in projector.state_dict().items()}
@@ -88,24 +87,28 @@ def test_the_projector_in_place_at_call_time_is_used(loaded, rows, tmp_path):
         projector.load_state_dict(saved)
 
 
-def test_each_distinct_image_goes_through_the_tower_once(loaded, rows, tmp_path):
+def test_each_distinct_image_goes_through_the_tower_once(loaded, rows):
     collator = TrainCollator(loaded.processor, 512)
     repeated = rows[:5] * 4  # 20 rows, 5 images
     items = collator.encode_rows(repeated)
-    cache = VisionFeatureCache(loaded.model, loaded.processor, tmp_path)
-    assert attach_vision_features(items, cache, collator, loaded.model)
-    assert (cache.computed, cache.loaded) == (5, 0)
+    seen: list[int] = []
+
+    def count_images(_module, args, kwargs):
+        seen.append(len(args[0] if args else kwargs["pixel_values"]))
+
+    handle = llava_core(loaded.model).vision_tower.register_forward_pre_hook(count_images, with_kwargs=True)
+    try:
+        assert attach_vision_features(items, collator, loaded.model)
+    finally:
+        handle.remove()
+    assert seen == [5]  # one tower call on the 5 distinct images
     assert all(items[i]["vision_features"] is items[i + 5]["vision_features"] for i in range(15))
-    again = collator.encode_rows(repeated)
-    assert attach_vision_features(again, cache, collator, loaded.model)
-    assert (cache.computed, cache.loaded) == (5, 5)  # the next stage (or run) reads them back
 
 
-def test_over_the_memory_budget_the_rows_keep_their_pixels(loaded, rows, tmp_path):
+def test_over_the_memory_budget_the_rows_keep_their_pixels(loaded, rows):
     collator = TrainCollator(loaded.processor, 512)
     items = collator.encode_rows(rows[:6])
-    cache = VisionFeatureCache(loaded.model, loaded.processor, tmp_path)
     one_image = 16 * 64 * 4  # tiny model: 16 patches x width 64 x float32
-    assert not attach_vision_features(items, cache, collator, loaded.model, budget=6 * one_image - 1)
+    assert not attach_vision_features(items, collator, loaded.model, budget=6 * one_image - 1)
     assert all(it["pixel_values"] is not None and "vision_features" not in it for it in items)
-    assert attach_vision_features(items, cache, collator, loaded.model, budget=6 * one_image)
+    assert attach_vision_features(items, collator, loaded.model, budget=6 * one_image)

@@ -44,7 +44,7 @@ def test_a_run_on_cached_vision_features_writes_the_same_bytes(cvqa, tmp_path, s
     for rel in files:
         assert (on / rel).read_bytes() == (off / rel).read_bytes(), rel
     assert (on / "matrix.csv").read_bytes() == (off / "matrix.csv").read_bytes()
-    assert "training on cached vision features" in (on / "run.log").read_text()
+    assert "training on vision features computed once per image" in (on / "run.log").read_text()
 
 
 def test_one_epoch_of_distinct_images_keeps_the_pixels(cvqa, tmp_path, small_config, small_sequence):
