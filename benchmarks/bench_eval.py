@@ -3,18 +3,24 @@
 1. matrix cells generated vs reused, llaca vs finetune, on the config's sequence (the methods' weight plans);
 2. evaluation questions/s with and without the vision-feature cache (and sorted by prompt length),
    with the agreement of the predictions;
-3. training step time with rows encoded once per stage vs the per-batch collator.
+3. training step time with the per-batch collator, with rows encoded once per stage, and with rows encoded
+   once on vision features computed once per image, with whether the three give the same losses.
 
 ``--out FILE`` writes JSON whose top-level ``questions_per_s`` and ``step_seconds`` are what
-``cvqa plan --throughput FILE`` reads.
+``cvqa plan --throughput FILE`` reads (``step_seconds``: rows encoded once, on pixels, as one epoch over
+distinct images trains). Committed results: ``benchmarks/results/bench-eval-*.json``.
 
-Measured (tiny model, float32, 1 torch thread, the shared 2-core CPU under a load average of 10-18, so
-absolute times are inflated and only the pairs are meaningful): cells on configs/default.yaml llaca 26
-generated / 16 reused of 42, finetune 42 / 0; 128 questions at batch 32, 8 new tokens: 13.1 q/s
-encoded per call without the cache, 16.3 q/s encoded once with cached features (1.24x), predictions
-identical (agreement 1.0), sorted by length 16.6 q/s with identical predictions; training step (batch
-16): per-batch collate 0.175 s of a 0.871 s step, encoded once 0.022 s of 0.682 s (1.28x; encoding the
-512 rows once took 6.1 s).
+Measured on the 2-core CPU, each variant in the same process, interleaved:
+- tiny model, float32, 1 torch thread (``bench-eval-tiny.json``): cells on configs/default.yaml llaca 26
+  generated / 16 reused of 42, finetune 42 / 0; 128 questions at batch 32, 8 new tokens: 423 q/s encoded
+  per call without the cache, 580 q/s encoded once on cached features (1.37x), predictions identical
+  (agreement 1.0), sorted by length 633 q/s, identical too; training step (batch 16): per-batch collate
+  32.9 ms (7.4 ms of it collating), encoded once 29.1 ms (1.13x), on features computed once 23.8 ms
+  (1.22x more; the 512 images' features took 0.06 s), the same loss at every step for all three;
+- mid model (configs/models/mid.yaml, 243M parameters, ViT-B/16-sized tower, 196 image tokens), float32,
+  2 torch threads, ``--parts eval --n-questions 16 --batch-size 16 --repeats 2`` (``bench-eval-mid-cpu.json``):
+  0.91 q/s uncached, 1.33 q/s on cached features (1.47x; the tower is a third of the model here), the
+  same predictions (agreement 1.0); sorted by length 1.18 q/s (one batch: nothing to reorder), identical.
 
     .venv/bin/python benchmarks/bench_eval.py [--tiny configs/models/tiny.yaml | --path DIR] [--dtype float32]
         [--config configs/default.yaml] [--n-questions 128] [--steps 20] [--repeats 3] [--threads 1]

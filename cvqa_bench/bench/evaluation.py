@@ -79,7 +79,6 @@ def bench_encode_once(model_spec: ModelSpec, *, task: str = "color", batch_size:
     from cvqa_bench.models.load import load_model
     from cvqa_bench.models.prompting import TrainCollator
     from cvqa_bench.models.train_features import attach_vision_features
-    from cvqa_bench.models.vision_cache import VisionFeatureCache
 
     rows = load_task_rows(sequence, task, "train")
     torch.manual_seed(0)
@@ -89,11 +88,10 @@ def bench_encode_once(model_spec: ModelSpec, *, task: str = "color", batch_size:
     started = time.perf_counter()
     encoded = collator.encode_rows(rows)
     encode_s = time.perf_counter() - started
-    with tempfile.TemporaryDirectory() as folder:
-        featured = collator.encode_rows(rows)
-        started = time.perf_counter()
-        attach_vision_features(featured, VisionFeatureCache(model, loaded.processor, folder), collator, model)
-        features_s = time.perf_counter() - started
+    featured = collator.encode_rows(rows)
+    started = time.perf_counter()
+    attach_vision_features(featured, collator, model)
+    features_s = time.perf_counter() - started
     trainable = [p for p in model.parameters() if p.requires_grad]
     start_weights = [p.detach().clone() for p in trainable]
     batches = [list(range(i * batch_size, (i + 1) * batch_size)) for i in range(min(steps, len(rows) // batch_size))]

@@ -150,3 +150,13 @@ def test_methods_with_model_surgery_train_their_own_model_and_count_their_set() 
     assert rows["moelora"]["trainable_set_bytes"] == 4 * (lora + 4 * 8 * 64 + projector)
     assert rows["eproj"]["state_bytes"] == 4 * projector  # the base projector a new task starts from
     assert all(math.isfinite(row["final_loss"]) for row in rows.values())
+
+
+def test_encode_once_bench_trains_the_three_sources_to_the_same_losses() -> None:
+    from cvqa_bench.bench.evaluation import bench_encode_once
+
+    result = bench_encode_once(TINY, steps=2, repeats=1)
+    assert set(result["runs"]) == {"per_batch", "encoded_once", "cached_features"}
+    assert result["same_losses"] is True  # pixels per batch, pixels encoded once, features computed once
+    assert (result["steps"], result["rows"]) == (2, 512)
+    assert result["step_seconds"] == result["runs"]["encoded_once"]["step_seconds"]
