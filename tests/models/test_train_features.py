@@ -1,14 +1,14 @@
-"""Training on cached vision features: the same loss and gradients as training on pixels, each image through
-the tower once, and nothing changed when the features would not fit in memory."""
+"""Training on vision features computed once per image: the same loss and gradients as training on pixels, each
+image through the tower once, and nothing changed when the features would not fit in memory."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from tiny_lora import tiny_with_lora
+
 from cvqa_bench.bench.common import load_task_rows
-from cvqa_bench.config import ModelSpec
-from cvqa_bench.models.load import load_model
 from cvqa_bench.models.prompting import TrainCollator
 from cvqa_bench.models.train_features import attach_vision_features, repeats_images, rows_drawn
 from cvqa_bench.models.vision_cache import llava_core
@@ -16,14 +16,7 @@ from cvqa_bench.models.vision_cache import llava_core
 
 @pytest.fixture(scope="module")
 def loaded():
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    model = load_model(ModelSpec())
-    with torch.no_grad():  # a non-zero LoRA B: the language model's LoRA path takes part in the gradient
-        for name, param in model.model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0, 0.5)
-    return model
+    return tiny_with_lora()
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +25,7 @@ def rows():
 
 
 def loss_and_grads(model, batch):
+    torch.set_num_threads(1)
     model.zero_grad()
     loss = model(**batch).loss
     loss.backward()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tiny_lora import tiny_with_lora
+
 from cvqa_bench.bench.common import load_task_rows
-from cvqa_bench.config import ModelSpec
-from cvqa_bench.models.load import load_model
 from cvqa_bench.models.vision_cache import VisionFeatureCache, tower_is_frozen
 from cvqa_bench.run.evaluate import EvalInputs, generate_predictions
 
@@ -16,15 +16,7 @@ N_QUESTIONS = 20  # two batches of 16 and 4: a short last batch too
 
 @pytest.fixture(scope="module")
 def loaded():
-    torch.manual_seed(0)
-    with torch.no_grad():
-        model = load_model(ModelSpec())
-    # a non-zero LoRA B so that the language model is not the base one (B starts at zero)
-    with torch.no_grad():
-        for name, param in model.model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0, 0.5)
-    return model
+    return tiny_with_lora()
 
 
 @pytest.fixture(scope="module")
