@@ -6,15 +6,15 @@ result gives every wall time, min and median per variant, A/B ratios of both (ab
 whether all runs of both wrote the same matrix.csv, the same answers (each predictions file's id and
 prediction, comparable across versions that add fields) and byte-identical predictions files.
 
-``make run`` now against an earlier commit (a worktree that borrows this checkout's .venv; PYTHONPATH makes
-its own package the one imported)::
+``make run`` now against an earlier commit, each with the dependencies its own pyproject.toml installs (a
+worktree with its own .venv; ``make install`` there once)::
 
-    git worktree add /tmp/before 0fd4df0 && ln -s $PWD/.venv /tmp/before/.venv
+    git worktree add /tmp/before 0fd4df0 && make -C /tmp/before install
     .venv/bin/python benchmarks/whole_run_ab.py \\
-        --a before "PYTHONPATH=/tmp/before make -o .venv/.installed run" /tmp/before results/default \\
+        --a before "make -o .venv/.installed run" /tmp/before results/default \\
         --b after "make -o .venv/.installed run" . results/default --runs 3 --out ab-make-run.json
 
-(``-o .venv/.installed``: make must not reinstall, which would point the shared .venv at the worktree.)
+(``-o .venv/.installed``: make must not reinstall between runs.)
 
 Cell reuse on and off, same code::
 
