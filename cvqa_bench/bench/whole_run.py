@@ -67,8 +67,8 @@ def paired_runs(a: Variant, b: Variant, runs: int = 3, warmup: bool = True) -> d
     (A's seconds / B's seconds: above 1 means B is faster) and whether every run wrote the same matrix, the
     same answers and the same predictions files."""
     env = dict(os.environ)
-    if warmup:
-        run_once(a, env), run_once(b, env)
+    for variant in (a, b) if warmup else ():
+        run_once(variant, env)
     results: dict[str, list[dict[str, Any]]] = {a.label: [], b.label: []}
     for i in range(runs):
         for variant in ((a, b) if i % 2 == 0 else (b, a)):

@@ -138,5 +138,5 @@ class RunConfig(StrictModel):
         for path, default in HASHED_WHEN_CHANGED.items():
             section, _, key = path.partition(".")
             if data.get(section, {}).get(key, default) == default:
-                data[section].pop(key, None)
+                data.get(section, {}).pop(key, None)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()

@@ -82,6 +82,9 @@ def mean_fill(processor: Any) -> tuple[int, int, int]:
     return tuple(int(m * 255) for m in mean)  # type: ignore[return-value]
 
 
+# The batch key (and encoded-row key) of vision features computed once, in place of pixel values; the model
+# takes it through models/vision_cache.accept_vision_features.
+VISION_FEATURES = "vision_features"
 PIXEL_BUDGET_BYTES = 1 << 30  # pre-encoded pixels of one stage's rows kept in memory up to this
 ENCODE_CHUNK = 64  # rows per processor call when pre-encoding
 
@@ -145,8 +148,8 @@ class TrainCollator:
             "labels": torch.tensor([it["labels"] + [IGNORE_INDEX] * (width - len(it["labels"])) for it in items]),
         }
         with_image = [it for it in items if it["image"]]
-        if with_image and all(it.get("vision_features") is not None for it in with_image):
-            batch["vision_features"] = torch.stack([it["vision_features"] for it in with_image])  # train_features.py
+        if with_image and all(it.get(VISION_FEATURES) is not None for it in with_image):
+            batch[VISION_FEATURES] = torch.stack([it[VISION_FEATURES] for it in with_image])  # train_features.py
         elif with_image:
             batch["pixel_values"] = self.pixel_values(with_image)
         return batch

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from cvqa_bench.models.precision import autocast_for
-from cvqa_bench.models.prompting import ENCODE_CHUNK, TrainCollator
+from cvqa_bench.models.prompting import ENCODE_CHUNK, VISION_FEATURES, TrainCollator
 from cvqa_bench.models.vision_cache import accept_vision_features, llava_core, selected_features
 
 FEATURE_BUDGET_BYTES = 1 << 30  # a stage's features kept in memory up to this, as its pixels are
@@ -61,6 +61,6 @@ def attach_vision_features(items: list[dict[str, Any]], collator: TrainCollator,
     accept_vision_features(model)
     for item in items:
         if item["image"]:
-            item["vision_features"] = features[item["image"]]
+            item[VISION_FEATURES] = features[item["image"]]
             item["pixel_values"] = None
     return True

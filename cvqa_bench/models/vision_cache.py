@@ -9,7 +9,8 @@ with ``mm_encoder_outputs``, which ``generate`` accepts as pre-encoded image fea
 the vision tower's weights, the feature layer and selection, the image processor's settings and the
 dtype; a file's name is the image's byte hash plus its preprocessing (pad or crop). A batch's missing
 features are computed for the whole batch, as the uncached path computes them, so a cold cache gives
-the same numbers as no cache.
+the same numbers as no cache. Training on features computed once (``models/train_features.py``) uses the
+same selection and the forward hook :func:`accept_vision_features`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from cvqa_bench.models.fingerprint import file_digest, tensors_fingerprint
+from cvqa_bench.models.prompting import VISION_FEATURES
 
 MEMORY_BYTES = 1 << 30  # features kept in memory besides the files
 
@@ -143,9 +145,6 @@ def projected_outputs(core: torch.nn.Module, selected: torch.Tensor) -> dict[str
     return {"image": BaseModelOutputWithPooling(pooler_output=list(projected))}
 
 
-FEATURES_ARGUMENT = "vision_features"
-
-
 def accept_vision_features(model: torch.nn.Module) -> None:
     """Let ``model(...)`` take ``vision_features`` (selected features, as cached) in place of ``pixel_values``.
 
@@ -160,7 +159,7 @@ def accept_vision_features(model: torch.nn.Module) -> None:
 
     def features_to_encoder_outputs(module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
                                     ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        selected = kwargs.pop(FEATURES_ARGUMENT, None)
+        selected = kwargs.pop(VISION_FEATURES, None)
         if selected is not None:
             kwargs["mm_encoder_outputs"] = projected_outputs(module, selected)
         return args, kwargs
