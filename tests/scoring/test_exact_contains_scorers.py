@@ -1,4 +1,4 @@
-"""``exact`` (GQA / OCR-VQA / single-answer VQAv2) and ``contains`` (ImageNet, empty-prediction bug fixed)."""
+"""``exact`` (GQA / OCR-VQA / single-answer VQAv2) and ``contains`` (ImageNet: whole words of the gold in the prediction)."""
 
 from __future__ import annotations
 
@@ -30,9 +30,15 @@ def test_exact(prediction, answers, expected) -> None:
     ("prediction", "answers", "expected"),
     [
         ("a golden retriever", "golden retriever", 1.0),  # gold in prediction
-        ("retriever", "golden retriever", 1.0),  # prediction in gold
-        ("  Golden Retriever ", "golden retriever", 1.0),  # lowercased and stripped
+        ("retriever, golden.", "golden retriever", 1.0),  # the gold's words, in any order
+        ("  Golden Retriever ", "golden retriever", 1.0),  # case-folded
         ("tabby cat", ["dog", "cat"], 1.0),  # any answer
+        ("retriever", "golden retriever", 0.0),  # a part of the gold is not the gold
+        ("c", "circle", 0.0),  # CoIN's `pred in gold` credited this (issue 31)
+        ("circ", "circle", 0.0),
+        ("circles", "circle", 0.0),  # whole words only
+        ("concatenate", "cat", 0.0),  # CoIN's `gold in pred` credited this
+        ("it is a circle", "circle", 1.0),
         ("cat", "dog", 0.0),
         ("", "dog", 0.0),  # CoIN counted this as right ("" in gold)
         ("   ", "dog", 0.0),

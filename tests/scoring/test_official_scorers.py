@@ -56,7 +56,8 @@ def test_official_scorers_are_registered_lazily_with_a_description(name) -> None
         (None, "goldfish", 1.0, 0.0),  # None is the empty prediction
         ("Goldfish", "goldfish", 0.0, 1.0),  # official is case-sensitive
         ("a goldfish", "goldfish", 1.0, 1.0),  # gold in prediction
-        ("gold", "goldfish", 1.0, 1.0),  # prediction in gold
+        ("gold", "goldfish", 1.0, 0.0),  # prediction in gold: official only (corrected wants whole words)
+        ("c", "circle", 1.0, 0.0),  # a single letter credited by `pred in gold` (issue 31)
         ("shark", ["goldfish", "carp"], 0.0, 0.0),
         ("carp", ["goldfish", "carp"], 1.0, 1.0),
     ],
