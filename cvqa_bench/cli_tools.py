@@ -33,7 +33,7 @@ def export(
     stage: Annotated[int, typer.Option(help="the stage to export (1 = after the first task)")],
     out: Annotated[Path, typer.Option(help="the new model folder (must not exist or be empty)")],
     merge: Annotated[bool, typer.Option(help="merge LoRA into the weights: a plain llava-hf checkpoint")] = False,
-    task: Annotated[str | None, typer.Option(help="the adapter this task is evaluated with (LLaCA's groups)")] = None,
+    task: Annotated[str | None, typer.Option(help="export the weights this task was evaluated with; needed when a routed method (llaca, eproj) evaluated the stage's tasks with several")] = None,
 ) -> None:
     """Write one stage as a llava-hf folder that LlavaForConditionalGeneration.from_pretrained loads offline."""
     try:

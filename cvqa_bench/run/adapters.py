@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from cvqa_bench.config import ConfigError
 from cvqa_bench.io import atomic_write_json
 from cvqa_bench.methods.base import Method, TaskInfo, Trainables
 from cvqa_bench.run.checkpoint import save_tensors
@@ -84,12 +85,19 @@ def _eval_groups(method: Method, tasks: list[TaskInfo]) -> list[tuple[dict[str, 
 
 
 def stage_adapter(stage_dir: Path, task: str | None = None) -> Path:
-    """The adapter folder of a stage: ``adapter/``, or the one ``task`` is evaluated with."""
+    """The adapter folder that stage evaluated ``task`` with: ``adapter/`` when the method does not route,
+    else the task's group. Without ``task``, a routed stage whose tasks use more than one group is refused,
+    naming the choices: ``adapter/`` (the weights trained last) is then not what any evaluation used."""
     stage_dir = Path(stage_dir)
-    if task is None:
-        return stage_dir / ADAPTER_DIR
     routing_file = stage_dir / GROUP_ADAPTERS_DIR / ROUTING_FILE
     routing: dict[str, Any] = json.loads(routing_file.read_text()) if routing_file.is_file() else {}
+    if task is None:
+        groups = sorted(set(routing.values()))
+        if len(groups) > 1:
+            choices = "; ".join(f"{g}: {', '.join(t for t in routing if routing[t] == g)}" for g in groups)
+            raise ConfigError(f"{routing_file}: the run evaluated this stage's tasks with {len(groups)} different "
+                             f"weights; choose one with --task ({choices})")
+        return stage_dir / GROUP_ADAPTERS_DIR / groups[0] if groups else stage_dir / ADAPTER_DIR
     if task not in routing:
         known = ", ".join(sorted(routing)) or "none: this method evaluates every task with adapter/"
         raise FileNotFoundError(f"{routing_file}: no adapter for task {task!r} (tasks: {known})")

@@ -115,6 +115,23 @@ def test_llaca_exports_the_adapter_of_a_tasks_group_and_small_predictions(llaca_
     assert all(set(r) == {"id", "prediction", "answers", "score"} for r in stored)  # --log-samples false
 
 
+def test_a_routed_stage_is_not_exported_without_a_task(llaca_run: Path, tmp_path: Path) -> None:
+    """adapter/ holds the weights trained last (position's group): color and count were evaluated with
+    another group's, so a folder from it would not be the model the run evaluated (issue 31)."""
+    result = invoke("export", llaca_run, "--stage", "3", "--merge", "--out", tmp_path / "m")
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "choose one with --task" in result.stderr and "color, count" in result.stderr
+    assert "position" in result.stderr and not (tmp_path / "m").exists()
+
+
+def test_a_stage_whose_tasks_share_one_group_exports_that_group(llaca_run: Path, tmp_path: Path) -> None:
+    """Stage 1 routes every task to the one group so far: exported without --task, it is that group."""
+    result = invoke("export", llaca_run, "--stage", "1", "--merge", "--out", tmp_path / "m")
+    assert result.exit_code == 0, result.stderr
+    stored = predictions(llaca_run / "predictions" / "1-color" / "position.jsonl")
+    assert regenerate(tmp_path / "m", llaca_run, "position") == [r["prediction"] for r in stored]
+
+
 def test_export_refuses_bad_input_with_one_line(finetune_run: tuple[Path, str], tmp_path: Path) -> None:
     run, _ = finetune_run
     (tmp_path / "full").mkdir()
