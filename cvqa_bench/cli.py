@@ -38,7 +38,6 @@ def run(
 ) -> None:
     """Train on every task of a sequence in order, evaluating every task after every stage."""
     overrides = parse_sets(set_)
-    sets = dict(overrides)
     overrides.update({k: v for k, v in {"sequence": sequence, "method.name": method, "seed": seed, "data_root": data_root,
                                         "task_order": order, "eval.log_samples": log_samples}.items() if v is not None})
     if model is not None:
@@ -59,7 +58,7 @@ def run(
                 folder = out.with_name(f"{out.name}-seed{run_seed}")
             with run_logging(None, verbose):  # the checks may build the tiny model: no loading bars
                 prepared = prepare(cfg)
-            prepared.invocation = invocation_record(config, sets)  # kept in manifest.json
+            prepared.invocation = invocation_record(config, overrides)  # kept in manifest.json
             for reason in shortened_reasons(cfg.model_dump(mode="json"), prepared.invocation):
                 err_console.print(f"shortened run: {reason}", style="yellow", markup=False, highlight=False)
             try:

@@ -1,8 +1,9 @@
-"""``results.json``: the one file a paper table is made from (schema: ``docs/results.schema.json``).
+"""``results.json``: the one file a paper table is made from (schema: ``report/results_model.py``).
 
 It holds the resolved config and its hash, where the numbers came from (git commit, package versions,
 seed, device, dtype), each task's scorer and number of questions, the matrix with a standard error and a
-95% interval per cell, every metric with its paper name and formula, and whether the run was shortened.
+95% interval per cell, every metric with its paper name and formula, whether the run was shortened, and
+the command line's overrides of its config file.
 
 Per-cell uncertainty, in percent like the matrix: for 0/1 per-sample scores the binomial standard error
 sqrt(p(1-p)/n) and the Wilson score interval; for graded scores (VQA accuracy, IoU, ANLS) the standard
@@ -22,9 +23,9 @@ import numpy as np
 from cvqa_bench.config import ConfigError, RunConfig, read_yaml, validate_model
 from cvqa_bench.io import atomic_write_json
 from cvqa_bench.metrics import HIGHER_IS_BETTER, METRIC_FORMULAS, OTHER_NAMES, PAPER_NAMES
+from cvqa_bench.report.results_model import SCHEMA, validate_results
 from cvqa_bench.rundir import RunDir
 
-SCHEMA = "cvqa-bench/results/1"
 RESULTS_FILE = "results.json"
 Z95 = 1.959963984540054  # the standard normal quantile at 0.975
 BOOTSTRAP_RESAMPLES = 2000
@@ -63,18 +64,28 @@ def cell_stats(scores: list[float] | None, mean: float, seed: Any) -> dict[str, 
     return {"score": mean, "n": n, "se": 100 * se, "ci95": [100 * lo, 100 * hi], "interval": how}
 
 
-def invocation_record(config_file: str | Path | None, sets: dict[str, Any]) -> dict[str, Any]:
-    """What the command line changed against the config file (or the defaults): the ``--set`` pairs and
-    the file's train.max_steps. Kept in manifest.json as ``invocation``."""
+def invocation_record(config_file: str | Path | None, overrides: dict[str, Any]) -> dict[str, Any]:
+    """What the command line changed against the config file (or the defaults): every override (``--set``
+    and the options that stand for one) and the file's own training length. Kept in manifest.json as
+    ``invocation``."""
     from cvqa_bench.config import load_run_config
 
+    train = load_run_config(config_file).train
     return {"config_file": None if config_file is None else str(config_file),
-            "file_max_steps": load_run_config(config_file).train.max_steps, "set": dict(sets)}
+            "file": {"train.max_steps": train.max_steps, "train.epochs": train.epochs},
+            "overrides": json.loads(json.dumps(overrides, default=str))}
+
+
+def recorded_overrides(invocation: dict[str, Any] | None) -> dict[str, Any]:
+    """The overrides an invocation record holds (``set`` in manifests written before issue 31)."""
+    invocation = invocation or {}
+    return dict(invocation.get("overrides", invocation.get("set")) or {})
 
 
 def shortened_reasons(config: dict[str, Any], invocation: dict[str, Any] | None) -> list[str]:
-    """Why a run's numbers are not those of its full config: eval.limit, a capped answer length, a
-    train.max_steps other than the config file's, and every ``--set`` (empty: a full run)."""
+    """Why a run evaluates or trains less than its config file says (empty: a full run): eval.limit, a
+    capped answer length, fewer train.max_steps or train.epochs than the file's. Other overrides do not
+    shorten a run; they are recorded apart (:func:`recorded_overrides`)."""
     reasons = []
     limit = (config.get("eval") or {}).get("limit")
     if limit:
@@ -83,10 +94,16 @@ def shortened_reasons(config: dict[str, Any], invocation: dict[str, Any] | None)
     if cap:
         reasons.append(f"eval.max_new_tokens={cap}: every answer capped at {cap} tokens")
     invocation = invocation or {}
-    steps = (config.get("train") or {}).get("max_steps")
-    if "file_max_steps" in invocation and steps != invocation["file_max_steps"]:
-        reasons.append(f"train.max_steps={steps}: the config file has {invocation['file_max_steps']}")
-    reasons += [f"--set {key}={json.dumps(value)}" for key, value in (invocation.get("set") or {}).items()]
+    in_file = dict(invocation.get("file") or {})
+    if "file_max_steps" in invocation:  # a manifest written before issue 31
+        in_file["train.max_steps"] = invocation["file_max_steps"]
+    train = config.get("train") or {}
+    steps, file_steps = train.get("max_steps"), in_file.get("train.max_steps")
+    if steps is not None and file_steps is not None and steps < file_steps:
+        reasons.append(f"train.max_steps={steps}: the config file has {file_steps}")
+    epochs, file_epochs = train.get("epochs"), in_file.get("train.epochs")
+    if steps is None and file_steps is None and None not in (epochs, file_epochs) and epochs < file_epochs:
+        reasons.append(f"train.epochs={epochs}: the config file has {file_epochs}")
     return reasons
 
 
@@ -139,6 +156,7 @@ def build_results(run_dir: Path, scores_dir: Path, matrix: np.ndarray, tasks: li
                        "world_size": (manifest.get("distributed") or {}).get("world_size", 1),
                        "started": manifest.get("started"), "finished": manifest.get("finished")},
         "shortened": {"shortened": bool(reasons), "reasons": reasons},
+        "overrides": recorded_overrides(manifest.get("invocation")),
         "tasks": [{"name": t, "scorer": scorers[t], "n_questions": n_asked.get(t),
                    "n_test": (data.get(t) or {}).get("n_test"), "limit": limit} for t in tasks],
         "matrix": {"rows": ["zero-shot", *tasks], "columns": list(tasks), "unit": "percent", "confidence": 0.95,
@@ -152,6 +170,8 @@ def build_results(run_dir: Path, scores_dir: Path, matrix: np.ndarray, tasks: li
 
 def write_results(run_dir: Path, scores_dir: Path, matrix: np.ndarray, tasks: list[str], scorers: dict[str, str],
                   metrics: dict[str, float], protocol: str) -> Path:
-    """Write ``results.json`` into ``scores_dir`` (the run folder, or ``protocols/<p>/``)."""
+    """Write ``results.json`` into ``scores_dir`` (the run folder, or ``protocols/<p>/``), checked against its
+    schema first (``report/results_model.py``): a file that breaks the schema is never written."""
     results = build_results(run_dir, scores_dir, matrix, tasks, scorers, metrics, protocol)
+    validate_results(results)
     return atomic_write_json(Path(scores_dir) / RESULTS_FILE, results)

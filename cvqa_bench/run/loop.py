@@ -63,8 +63,8 @@ def execute(prepared: PreparedRun, out: Path, *, resume: bool = False, console: 
                         stages.train_or_restore(stage)
                         stages.evaluate(stage)
                         progress.row(stage)
+            stages.finish_manifest()  # before summarize: results.json carries the finish time
             metrics = distributed.run_on_main(summarize, run.root, meta=_meta(prepared, run))
-            stages.finish_manifest()
             progress.finished(metrics or {})
     except Exception as exc:
         if created is not None and distributed.is_main() and not isinstance(exc, RunStopped):

@@ -13,7 +13,8 @@ import yaml
 from conftest import invoke, small_sequence_dict
 
 from cvqa_bench.config import RunConfig
-from cvqa_bench.report.results import bootstrap_interval, cell_stats, shortened_reasons, wilson_interval
+from cvqa_bench.report.results import (bootstrap_interval, cell_stats, invocation_record, shortened_reasons,
+                                       wilson_interval)
 from cvqa_bench.run.loop import summarize
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "results.schema.json").read_text())
@@ -80,7 +81,8 @@ def build_run(root: Path, config: dict, invocation: dict | None) -> Path:
 
 def test_a_scored_run_writes_a_results_json_that_validates_and_holds_the_hand_computed_numbers(tmp_path: Path) -> None:
     config = RunConfig.model_validate({"eval": {"limit": 4}, "train": {"max_steps": 40}}).model_dump(mode="json")
-    invocation = {"config_file": "my.yaml", "file_max_steps": 300, "set": {"eval.limit": 4}}
+    invocation = {"config_file": "my.yaml", "file": {"train.max_steps": 300, "train.epochs": 1.0},
+                  "overrides": {"eval.limit": 4}}
     run = build_run(tmp_path / "hand", config, invocation)
     summarize(run)
     results = json.loads((run / "results.json").read_text())
@@ -104,8 +106,8 @@ def test_a_scored_run_writes_a_results_json_that_validates_and_holds_the_hand_co
     assert metrics["fwt"]["value"] == pytest.approx(25.0) and metrics["mft"]["value"] == pytest.approx(75.0)
     assert results["shortened"] == {"shortened": True, "reasons": [
         "eval.limit=4: only the first 4 test questions of each task",
-        "train.max_steps=40: the config file has 300",
-        "--set eval.limit=4"]}
+        "train.max_steps=40: the config file has 300"]}
+    assert results["overrides"] == {"eval.limit": 4}
     assert "- shortened: `eval.limit=4: only the first 4 test questions" in (run / "report.md").read_text()
     shown = invoke("report", run)
     assert shown.exit_code == 0 and "warning: hand is a shortened run: eval.limit=4" in shown.stdout
@@ -123,6 +125,42 @@ def test_a_full_run_is_not_flagged(tmp_path: Path) -> None:
     assert "shortened" not in (run / "report.md").read_text() and "shortened" not in invoke("report", run).stdout
     assert shortened_reasons({**config, "eval": {"max_new_tokens": 8}}, None) == [
         "eval.max_new_tokens=8: every answer capped at 8 tokens"]
+
+
+def test_an_override_that_does_not_shorten_is_recorded_apart(tmp_path: Path) -> None:
+    """Issue 31: --set train.report_to=[tensorboard] or a method option is an override, not a shortened run."""
+    config_file = tmp_path / "my.yaml"
+    config_file.write_text(yaml.safe_dump({"train": {"max_steps": 300}}))
+    sets = {"train.report_to": ["tensorboard"], "method.options.threshold": 0.3}
+    invocation = invocation_record(config_file, sets)
+    config = RunConfig.model_validate({"train": {"max_steps": 300, "report_to": ["tensorboard"]}}).model_dump(mode="json")
+    assert shortened_reasons(config, invocation) == []
+    run = build_run(tmp_path / "sets", config, invocation)
+    summarize(run)
+    results = json.loads((run / "results.json").read_text())
+    jsonschema.validate(results, SCHEMA)
+    assert results["shortened"] == {"shortened": False, "reasons": []} and results["overrides"] == sets
+
+
+@pytest.mark.parametrize(("train", "reasons"), [
+    ({"max_steps": 400}, []),  # more steps than the file: not shortened
+    ({"max_steps": 299}, ["train.max_steps=299: the config file has 300"]),
+    ({"max_steps": None, "epochs": 2.0}, []),
+])
+def test_only_fewer_steps_than_the_file_shorten_a_run(tmp_path: Path, train: dict, reasons: list) -> None:
+    config_file = tmp_path / "my.yaml"
+    config_file.write_text(yaml.safe_dump({"train": {"max_steps": 300}}))
+    config = RunConfig.model_validate({"train": train}).model_dump(mode="json")
+    assert shortened_reasons(config, invocation_record(config_file, {})) == reasons
+
+
+def test_fewer_epochs_than_the_file_shorten_a_run(tmp_path: Path) -> None:
+    config_file = tmp_path / "my.yaml"
+    config_file.write_text(yaml.safe_dump({"train": {"max_steps": None, "epochs": 3.0}}))
+    config = RunConfig.model_validate({"train": {"max_steps": None, "epochs": 1.5}}).model_dump(mode="json")
+    assert shortened_reasons(config, invocation_record(config_file, {})) == [
+        "train.epochs=1.5: the config file has 3.0"]
+    assert shortened_reasons(config, {"file_max_steps": 300, "set": {}}) == []  # an older manifest still reads
 
 
 def test_the_schema_rejects_a_cell_without_its_interval_fields(tmp_path: Path) -> None:
