@@ -15,6 +15,7 @@ import yaml
 from cvqa_bench.cli_common import app, console, err_console, fail, parse_sets, print_run, user_errors
 from cvqa_bench.config import ConfigError, load_run_config, parse_seed_list
 from cvqa_bench.errors import RunStopped, describe_user_error
+from cvqa_bench.rundir import default_run_folder
 
 @app.command()
 def run(
@@ -25,6 +26,10 @@ def run(
     seed: Annotated[int | None, typer.Option(help="run seed")] = None,
     seeds: Annotated[str | None, typer.Option(help="comma-separated seeds: one sibling run folder per seed")] = None,
     out: Annotated[Path | None, typer.Option(help="run folder (default results/<sequence>-<method>-seed<N>)")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="evaluate only the first N test questions of each "
+                                              "task (eval.limit; marks the run shortened)")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N or mps (model.device); default: CUDA "
+                                               "when present, else CPU")] = None,
     data_root: Annotated[str | None, typer.Option(help="root folder of the sequence's data")] = None,
     order: Annotated[str | None, typer.Option(help="task order: reverse, alphabetical, or 'a,b,c'")] = None,
     model: Annotated[str | None, typer.Option(help="local llava-hf checkpoint directory (overrides the config)")] = None,
@@ -39,7 +44,8 @@ def run(
     """Train on every task of a sequence in order, evaluating every task after every stage."""
     overrides = parse_sets(set_)
     overrides.update({k: v for k, v in {"sequence": sequence, "method.name": method, "seed": seed, "data_root": data_root,
-                                        "task_order": order, "eval.log_samples": log_samples}.items() if v is not None})
+                                        "task_order": order, "eval.log_samples": log_samples, "eval.limit": limit,
+                                        "model.device": device}.items() if v is not None})
     if model is not None:
         overrides.update({"model.path": model, "model.tiny": None})
     try:
@@ -53,7 +59,7 @@ def run(
             if run_seed is not None:
                 overrides["seed"] = run_seed
             cfg = load_run_config(config, overrides)
-            folder = out or Path("results") / f"{Path(cfg.sequence).stem}-{cfg.method.name}-seed{cfg.seed}"
+            folder = out or default_run_folder(cfg.sequence, cfg.method.name, cfg.seed)
             if run_seed is not None and out is not None:
                 folder = out.with_name(f"{out.name}-seed{run_seed}")
             with run_logging(None, verbose):  # the checks may build the tiny model: no loading bars

@@ -59,3 +59,8 @@ class RunDir:
     def protocol_dir(self, protocol: str) -> Path:
         """Scores and summary of the run re-scored under a protocol other than its own."""
         return self.root / "protocols" / protocol
+
+
+def default_run_folder(sequence: str, method: str, seed: int) -> Path:
+    """Where a run goes when no folder is given: ``results/<sequence>-<method>-seed<N>`` in the working directory."""
+    return Path("results") / f"{Path(sequence).stem}-{method}-seed{seed}"

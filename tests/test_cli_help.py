@@ -1,4 +1,4 @@
-"""CLI niceties: ``--version``, examples in every command's help, no type column, did-you-mean for config keys."""
+"""CLI niceties: ``--version``, examples and option types in every command's help, did-you-mean for config keys."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def _commands() -> list[str]:
 
 
 COMMANDS = _commands()
-TYPE_LABELS = re.compile(r"<(?:str|int|bool|path|float|list\[str\])>|\b(?:TEXT|INTEGER|BOOLEAN|PATH|FLOAT)\b")
+TYPE_LABEL = re.compile(r"<(?:str|int|bool|path|float|list\[str\]|int range|float range|choice)>")
 
 
 def test_version_is_the_package_version() -> None:
@@ -31,19 +31,53 @@ def test_version_is_the_package_version() -> None:
     assert result.stdout.strip() == f"cvqa-bench {version}"
 
 
-@pytest.mark.parametrize("command", COMMANDS)
-def test_every_command_help_has_examples_and_no_type_column(command: str) -> None:
-    result = invoke(command, "--help")
+def _help(*command: str) -> str:
+    from typer.testing import CliRunner
+
+    from cvqa_bench.cli import app
+
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.stderr
-    assert "Examples:" in result.stdout
-    assert re.search(rf"\$ cvqa {command}\b", result.stdout), result.stdout
-    assert TYPE_LABELS.findall(result.stdout) == [], result.stdout
+    return result.stdout
 
 
-def test_the_top_level_help_has_no_type_column() -> None:
-    result = invoke("--help")
-    assert result.exit_code == 0 and "--version" in result.stdout
-    assert TYPE_LABELS.findall(result.stdout) == []
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_help_has_examples_and_a_type_per_option(command: str) -> None:
+    """Issue 31 (12): the option types are shown, as lm-eval users expect."""
+    text = _help(command)
+    assert "Examples:" in text
+    assert re.search(rf"\$ cvqa {command}\b", text), text
+    options = [line for line in text.splitlines() if re.match(r"\W*--[a-z]", line)]
+    assert options and all(TYPE_LABEL.search(line) for line in options), text
+
+
+def test_run_takes_limit_and_device_as_options() -> None:
+    """Issue 31 (12): ``cvqa run --limit N --device D`` as lm-eval spells them, with their types."""
+    lines = {line.split()[1]: line for line in _help("run").splitlines() if re.match(r"\W*--[a-z]", line)}
+    assert "<int range>" in lines["--limit"] and "<str>" in lines["--device"]
+    from cvqa_bench.config import load_run_config
+
+    assert load_run_config(None, {"eval.limit": 3, "model.device": "cpu"}).model.device == "cpu"
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--limit", "0"], "Invalid value for '--limit'"),
+    (["--device", "gpu"], "model.device: String should match pattern"),
+])
+def test_a_bad_limit_or_device_is_refused_in_one_line(args: list[str], expected: str) -> None:
+    result = invoke("run", *args)
+    assert result.exit_code == 2 and expected in result.stderr, result.stderr
+
+
+def test_the_help_examples_name_paths_that_resolve_from_any_folder(tmp_path: Path, monkeypatch) -> None:
+    """Every ``configs/...`` or ``tasks/...`` path in an example is a built-in file, also outside a checkout."""
+    from cvqa_bench.cli_help import EXAMPLES
+    from cvqa_bench.config.base import resolve_path
+
+    monkeypatch.chdir(tmp_path)
+    named = {w for lines in EXAMPLES.values() for line in lines for w in line.split()
+             if w.startswith(("configs/", "tasks/"))}
+    assert named and all(resolve_path(w).is_file() for w in named), named
 
 
 @pytest.mark.parametrize(("yaml_text", "sets", "expected"), [

@@ -16,9 +16,13 @@ from cvqa_bench.config import (
 
 
 def test_defaults_build_the_embedded_default_run():
+    """Issue 31 (6): one default everywhere: no config file, `--config default` and `make run` (the file
+    configs/default.yaml) are the same run, LLaCA on the synthetic sequence with the tiny model."""
     cfg = load_run_config(None)
-    assert cfg.sequence == "synthetic" and cfg.method.name == "finetune"
-    assert cfg.model.tiny is not None and cfg.model.tiny.endswith("configs/models/tiny.yaml")
+    assert cfg.sequence == "synthetic" and cfg.method.name == "llaca"
+    assert cfg.model.tiny == "configs/models/tiny.yaml"
+    assert cfg == load_run_config("default") == load_run_config("configs/default.yaml")
+    assert cfg.stable_hash() == load_run_config("configs/default.yaml").stable_hash()
 
 
 def test_a_partial_model_section_keeps_the_default_tiny_model():
@@ -113,7 +117,8 @@ def test_train_vision_cache_enters_the_hash_only_when_turned_off():
     config = RunConfig()
     before_the_field = config.model_dump(mode="json")  # what a config made before train.vision_cache hashed
     before_the_field["train"].pop("vision_cache")
-    for section, key in (("train", "report_to"), ("train", "logging_dir"), ("eval", "log_samples")):
+    for section, key in (("train", "report_to"), ("train", "logging_dir"), ("eval", "log_samples"),
+                         ("model", "device")):
         before_the_field[section].pop(key)
     expected = hashlib.sha256(json.dumps(before_the_field, sort_keys=True).encode()).hexdigest()
     assert config.stable_hash() == expected  # old run folders keep their stage hashes

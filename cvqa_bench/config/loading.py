@@ -8,7 +8,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from cvqa_bench.config.base import ConfigError, StrictModel, builtin_names, find_builtin, nearest_key
+from cvqa_bench.config.base import (ConfigError, StrictModel, builtin_names, find_builtin, nearest_key,
+                                    resolve_config_path, resolve_path)
 from cvqa_bench.config.run import RunConfig
 from cvqa_bench.config.sequence import SequenceSpec
 
@@ -76,7 +77,7 @@ def format_validation_error(exc: ValidationError, model_cls: type[StrictModel] |
 
 def resolve_sequence_path(name_or_path: str) -> Path:
     """A sequence given by name (``tasks/<name>.yaml``, local or built in) or by path to a YAML file."""
-    candidate = Path(name_or_path)
+    candidate = resolve_path(name_or_path)
     if candidate.suffix in {".yaml", ".yml"} or candidate.exists():
         if not candidate.is_file():
             raise ConfigError(f"{candidate}: sequence file not found")
@@ -125,9 +126,8 @@ def load_run_config(path: str | Path | None, overrides: dict[str, Any] | None = 
     """Load a run config YAML (or the defaults) and apply dotted ``overrides`` such as ``train.lr``."""
     data: dict[str, Any] = {}
     source = "<defaults>"
-    if path is not None and not Path(path).exists() and Path(path).suffix == "":
-        path = find_builtin("configs", f"{path}.yaml") or path  # a preset by name: `--config default`
     if path is not None:
+        path = resolve_config_path(path)  # a preset by name too: `--config default`
         source = str(path)
         loaded = read_yaml(path)
         if loaded is not None and not isinstance(loaded, dict):

@@ -8,7 +8,11 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from cvqa_bench.config.base import CONFIGS_DIR, StrictModel
+from cvqa_bench.config.base import StrictModel
+
+# The tiny model's YAML as every config names it: relative, resolved by the path rule (config/base.py), so
+# it is the checkout's file or the installed package's.
+DEFAULT_TINY = "configs/models/tiny.yaml"
 
 
 class LoraSpec(StrictModel):
@@ -31,13 +35,16 @@ class ModelSpec(StrictModel):
     train_projector: bool = True
     pad_to_square: bool = Field(False, description="LLaVA-1.5 expand2square with the mean colour")
     gradient_checkpointing: bool = False
+    device: str | None = Field(None, pattern=r"^(cpu|mps|cuda(:\d+)?)$", description="cpu, cuda, cuda:N or mps "
+                               "(`cvqa run --device`); null = CUDA when present (cuda:<local rank> under a "
+                               "multi-process launch), else CPU")
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelSpec:
         if self.path is not None and self.tiny is not None:
             raise ValueError("model needs exactly one of 'path' (local checkpoint) or 'tiny' (tiny model YAML)")
         if self.path is None and self.tiny is None:
-            self.tiny = str(CONFIGS_DIR / "models" / "tiny.yaml")  # the embedded default
+            self.tiny = DEFAULT_TINY  # the embedded default, as configs/default.yaml names it
         return self
 
 
@@ -46,7 +53,7 @@ Tracker = Literal["none", "all", "tensorboard", "wandb", "mlflow", "comet_ml", "
                   "dagshub", "flyte", "dvclive", "codecarbon", "swanlab", "trackio", "kubeflow"]
 # Config fields that say where a run reports (and how much it logs), not what it computes: outside the
 # stage hash and the resume check.
-UNHASHED_FIELDS = ("train.report_to", "train.logging_dir", "eval.log_samples")
+UNHASHED_FIELDS = ("train.report_to", "train.logging_dir", "eval.log_samples", "model.device")
 # Fields added after run folders existed: hashed only when changed from their default, so that a folder
 # made before them keeps its stage hashes (and resumes) while a run that changes them is told apart.
 HASHED_WHEN_CHANGED = {"train.vision_cache": True}
@@ -101,7 +108,7 @@ class EvalSpec(StrictModel):
 class MethodSpec(StrictModel):
     """A registered method and its options (validated by the method's own Options model)."""
 
-    name: str = "finetune"
+    name: str = Field("llaca", description="the default run is LLaCA, as in configs/default.yaml and `make run`")
     options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("name")

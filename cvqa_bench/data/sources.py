@@ -2,8 +2,8 @@
 
 Order of precedence for the data root: an explicit ``--data-root``, then the sequence YAML's
 ``data_root`` (relative to the YAML's folder), then — for a sequence with a ``generator`` — a cache
-folder the generator is materialised into once: ``$CVQA_CACHE/data/<name>-<hash>`` (default cache
-``<project root>/.cache/cvqa``). Materialisation writes into a temporary sibling folder with a
+folder the generator is materialised into once: ``<cache>/data/<name>-<hash>`` (``<cache>``: ``config.base.cache_root``,
+``$CVQA_CACHE`` else the user cache folder). Materialisation writes into a temporary sibling folder with a
 ``DONE`` marker and renames it into place, so a reader never sees half a data set and concurrent
 processes at worst generate twice.
 
@@ -22,7 +22,8 @@ import shutil
 import uuid
 from pathlib import Path
 
-from cvqa_bench.config import PROJECT_ROOT, SequenceSpec, TaskSpec
+from cvqa_bench.config import SequenceSpec, TaskSpec
+from cvqa_bench.config.base import cache_root
 from cvqa_bench.data.coin import TaskData, load_task, validate_task
 from cvqa_bench.data.images import ImageChecker
 from cvqa_bench.data.rows import DataError
@@ -30,12 +31,6 @@ from cvqa_bench.data.synthetic import GENERATOR_VERSION, generate
 from cvqa_bench.io import atomic_write_json
 
 DONE_MARKER = "DONE"
-
-
-def cache_root() -> Path:
-    """The cache folder: ``$CVQA_CACHE`` when set, else ``<project root>/.cache/cvqa``."""
-    env = os.environ.get("CVQA_CACHE")
-    return Path(env).expanduser() if env else PROJECT_ROOT / ".cache" / "cvqa"
 
 
 def generator_key(seq: SequenceSpec) -> str:

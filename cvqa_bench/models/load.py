@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from cvqa_bench.config import ConfigError, ModelSpec
-from cvqa_bench.config.base import project_path
+from cvqa_bench.config.base import resolve_path
 from cvqa_bench.models.precision import compute_dtype, keep_trainables_fp32
 
 PROJECTOR_MODULE = "multi_modal_projector"
@@ -40,10 +40,7 @@ def model_directory(spec: ModelSpec) -> Path:
     if spec.tiny is not None:
         from cvqa_bench.models.tiny import tiny_model_dir
 
-        tiny = Path(spec.tiny)
-        if not tiny.is_absolute() and not tiny.is_file():
-            tiny = project_path(tiny)  # repository-relative paths work from any working directory
-        return tiny_model_dir(tiny)
+        return tiny_model_dir(resolve_path(spec.tiny))  # configs/models/tiny.yaml: local, else built in
     path = Path(spec.path).expanduser()
     if not (path / "config.json").is_file():
         raise ConfigError(f"model.path: {path} is not a local llava-hf checkpoint directory (no config.json)")
@@ -69,6 +66,31 @@ def default_device() -> torch.device:
     return torch.device("cuda")
 
 
+def resolve_device(name: str | None) -> torch.device:
+    """The device ``model.device`` names (``cvqa run --device``), or :func:`default_device` when None.
+
+    Raises:
+        ConfigError: that device is not available in this process.
+    """
+    if name is None:
+        return default_device()
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {name}: CUDA is not available here (torch {torch.__version__}); "
+                              "use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            if device.index is not None:
+                raise ConfigError(f"--device {name}: under a multi-process launch each process takes "
+                                  "cuda:<local rank>; use --device cuda")
+            return default_device()
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"--device {name}: MPS is not available here; use --device cpu")
+    return device
+
+
 def load_model(spec: ModelSpec, device: torch.device | None = None) -> LoadedModel:
     """Load model + processor offline from a local directory and mark the trainable tensors.
 
@@ -78,7 +100,9 @@ def load_model(spec: ModelSpec, device: torch.device | None = None) -> LoadedMod
     from transformers import AutoProcessor, LlavaForConditionalGeneration
 
     path = model_directory(spec)
-    device = device or default_device()
+    device = device or resolve_device(spec.device)
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)  # the Trainer then trains on this device too
     processor = AutoProcessor.from_pretrained(path, local_files_only=True)
     processor.tokenizer.padding_side = "left"  # batched generation of a decoder-only model
     model = LlavaForConditionalGeneration.from_pretrained(path, dtype=DTYPES[spec.dtype], local_files_only=True)

@@ -15,7 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from cvqa_bench.config import PROJECT_ROOT, read_yaml
+from cvqa_bench.config import read_yaml
+from cvqa_bench.config.base import cache_root as default_cache_root
 
 # The LLaVA-1.5 conversation ("USER: <image>\n{q} ASSISTANT: {a}</s>"), as a chat template, because a
 # locally built tokenizer has none. A rendered assistant turn extends the generation prompt exactly.
@@ -39,7 +40,7 @@ def tiny_model_dir(config_path: str | Path, cache_root: Path | None = None) -> P
     spec = read_yaml(config_path)
     corpus = _tokenizer_corpus()
     key = hashlib.sha256(json.dumps([spec, corpus], sort_keys=True).encode()).hexdigest()[:12]
-    root = cache_root or Path(os.environ.get("CVQA_CACHE", PROJECT_ROOT / ".cache" / "cvqa"))
+    root = cache_root or default_cache_root()
     target = root / "models" / f"tiny-{key}"
     if (target / "DONE").is_file():
         return target

@@ -5,3 +5,20 @@
 describe the run folder, ``signals`` and ``distributed`` the processes, ``experiment`` many runs.
 Import the submodules directly; this package imports nothing heavy on its own.
 """
+
+import sys
+import types
+from typing import Any
+
+
+class _CallablePackage(types.ModuleType):
+    """This package, callable: ``cvqa_bench.run(config, ...)`` is :func:`cvqa_bench.api.run` (a subpackage
+    and a function cannot share the name ``cvqa_bench.run`` otherwise)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from cvqa_bench.api import run
+
+        return run(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage

@@ -11,7 +11,8 @@ from typing import Any
 
 from pydantic import Field
 
-from cvqa_bench.config import PROJECT_ROOT, ConfigError, StrictModel, load_run_config, read_yaml, validate_model
+from cvqa_bench.config import ConfigError, StrictModel, load_run_config, read_yaml, validate_model
+from cvqa_bench.config.base import resolve_config_path, resolve_path
 
 
 class Variant(StrictModel):
@@ -27,7 +28,8 @@ class ExperimentSpec(StrictModel):
 
     name: str
     description: str = ""
-    run_config: str = Field(description="run config YAML, relative to the project root")
+    run_config: str = Field(description="run config YAML, relative to the working directory (configs/... falls "
+                            "back to the built-in file)")
     methods: list[str] = Field(min_length=1)
     seeds: list[int] = Field(min_length=1)
     method_options: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-method options")
@@ -35,17 +37,13 @@ class ExperimentSpec(StrictModel):
         default_factory=dict, description="labels usable in methods: a method with its options and overrides"
     )
     overrides: dict[str, Any] = Field(default_factory=dict, description="dotted run-config overrides")
-    out: str = Field(description="output folder, relative to the project root")
+    out: str = Field(description="output folder, relative to the working directory")
 
 
 def load_experiment(path: str | Path) -> ExperimentSpec:
-    """Load and validate an experiment YAML."""
+    """Load and validate an experiment YAML, given by path or by built-in name (``reproduce``)."""
+    path = resolve_config_path(path)
     return validate_model(ExperimentSpec, read_yaml(path), str(path))
-
-
-def _project_path(path: str) -> Path:
-    candidate = Path(path)
-    return candidate if candidate.is_absolute() else PROJECT_ROOT / candidate
 
 
 def planned_runs(spec: ExperimentSpec, extra_overrides: dict[str, Any] | None = None) -> list[tuple[Path, Any]]:
@@ -56,8 +54,8 @@ def planned_runs(spec: ExperimentSpec, extra_overrides: dict[str, Any] | None = 
         for seed in spec.seeds:
             overrides = {**spec.overrides, **variant.overrides, **(extra_overrides or {}), "method.name": variant.method,
                          "seed": seed, "method.options": variant.options}
-            config = load_run_config(_project_path(spec.run_config), overrides)
-            runs.append((_project_path(spec.out) / f"{method}-seed{seed}", config))
+            config = load_run_config(resolve_path(spec.run_config), overrides)
+            runs.append((resolve_path(spec.out) / f"{method}-seed{seed}", config))
     return runs
 
 
@@ -85,7 +83,7 @@ def run_experiment(spec: ExperimentSpec, console: Any = None, extra_overrides: d
             execute(run, folder, resume=True, console=console)
     else:
         _run_in_workers(plan, jobs, console)
-    return build_report([folder for folder, _ in plan], _project_path(spec.out) / "report", formats=formats,
+    return build_report([folder for folder, _ in plan], resolve_path(spec.out) / "report", formats=formats,
                         published=True)
 
 
@@ -151,7 +149,7 @@ def export_reference(spec: ExperimentSpec, dest: Path) -> list[Path]:
                 target = dest / folder.name / name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 written.append(Path(shutil.copyfile(folder / name, target)))
-    report = _project_path(spec.out) / "report"
+    report = resolve_path(spec.out) / "report"
     for path in sorted(report.glob("*")):
         target = dest / "report" / path.name
         target.parent.mkdir(parents=True, exist_ok=True)

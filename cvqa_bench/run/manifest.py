@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cvqa_bench.config import PROJECT_ROOT
+from cvqa_bench.config.base import in_checkout
 
 PACKAGES = ["cvqa-bench", "torch", "transformers", "peft", "accelerate", "tokenizers", "safetensors",
             "numpy", "scikit-learn", "pydantic", "pillow"]
@@ -22,7 +23,10 @@ def now() -> str:
 
 
 def git_commit(root: Path = PROJECT_ROOT) -> str | None:
-    """The checked-out commit (``+dirty`` when tracked files changed), or None outside git."""
+    """The checked-out commit (``+dirty`` when tracked files changed), or None outside git. An installed wheel
+    has none: the git repository around its site-packages, if any, is not the package's."""
+    if root == PROJECT_ROOT and not in_checkout():
+        return None
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                                 check=True, timeout=10).stdout.strip()

@@ -27,9 +27,10 @@ def check_seed(seed: int, n_tasks: int) -> None:
 
 def check_run(config: RunConfig, tasks: list[Any], method_cls: type, options: Any, infos: list[Any]) -> Path:
     """Every model- and method-dependent check (module docstring); returns the model folder."""
-    from cvqa_bench.models.load import model_directory
+    from cvqa_bench.models.load import model_directory, resolve_device
 
     check_seed(config.seed, len(tasks))
+    resolve_device(config.model.device)  # an unavailable --device stops here, before the run folder exists
     try:
         checked = method_cls(options, seed=config.seed)
         checked.setup(infos)

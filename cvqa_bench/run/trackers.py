@@ -33,7 +33,8 @@ def check_trackers(spec: TrainSpec) -> None:
     for name in trackers(spec):
         package = PACKAGES.get(name)
         if package and importlib.util.find_spec(package) is None:
-            extra = " (pip install -e '.[tensorboard]')" if name == "tensorboard" else ""
+            # the extra's form works for an installed wheel and a checkout alike
+            extra = " (pip install 'cvqa-bench[tensorboard]')" if name == "tensorboard" else ""
             raise ConfigError(f"train.report_to: {name!r} needs the {package!r} package, which is not "
                               f"installed{extra}; install it or drop {name!r}")
 
