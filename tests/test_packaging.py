@@ -28,6 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    if env is None:  # the fresh venv must not see this checkout through PYTHONPATH
+        env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "VIRTUAL_ENV"}}
     return subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
 
 
