@@ -13,7 +13,7 @@ from pathlib import Path
 from PIL import Image
 
 from cvqa_bench.config.sequence import DEFAULT_MAX_IMAGE_PIXELS
-from cvqa_bench.data.rows import Problems
+from cvqa_bench.data.rows import DataError, Problems
 
 
 class ImageChecker:
@@ -46,9 +46,24 @@ class ImageChecker:
         return None
 
 
+def resolved(path: Path) -> Path:
+    """``path`` made absolute with symlinks followed.
+
+    Raises:
+        DataError: the path holds a NUL character, or is a symlink loop.
+    """
+    try:
+        return Path(path).resolve()
+    except ValueError as exc:  # "embedded null byte": no file system takes such a name
+        raise DataError(f"{str(path)!r}: the path holds a NUL character") from exc
+    except (RuntimeError, OSError) as exc:  # RuntimeError("Symlink loop ...") before Python 3.13, ELOOP after
+        raise DataError(f"{path}: a symlink loop, which never reaches a file") from exc
+
+
 def inside(path: Path, root: Path) -> bool:
-    """Whether ``path`` lies in ``root`` once both are resolved with symlinks followed."""
-    return Path(path).resolve().is_relative_to(Path(root).resolve())
+    """Whether ``path`` lies in ``root`` once both are resolved with symlinks followed (DataError as
+    :func:`resolved`)."""
+    return resolved(path).is_relative_to(resolved(root))
 
 
 def resolve_image(
@@ -66,7 +81,12 @@ def resolve_image(
         problems.add(f"{where}: {relative!r} escapes the image folder {image_root} ('..')")
         return None
     path = image_root / relative
-    if not allow_outside and not inside(path, image_root):
+    try:
+        outside = not allow_outside and not inside(path, image_root)
+    except DataError as exc:
+        problems.add(f"{where}: {exc}")
+        return None
+    if outside:
         problems.add(f"{where}: {relative!r} resolves to {path.resolve()}, outside the image folder {image_root} "
                      "(a symlink?); set allow_outside_root: true in the sequence YAML to allow it")
         return None

@@ -58,7 +58,28 @@ def _check_image(item: dict[str, Any]) -> str | None:
     value = item.get("image")
     if value is not None and (not isinstance(value, str) or not value.strip()):
         raise ValueError(f"image: must be a non-empty relative path or null, got {value!r}")
+    if value is not None and "\0" in value:
+        raise ValueError(f"image: {value!r} holds a NUL character, which no file name can")
     return value
+
+
+def _check_unicode(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` itself; raises ``ValueError`` naming the first field whose text is not valid Unicode (a lone
+    surrogate such as ``\\ud800``, which JSON escapes allow and UTF-8 cannot encode)."""
+    stack: list[tuple[str, Any]] = list(row.items())
+    while stack:
+        field, value = stack.pop(0)
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ValueError(f"{field}: character {exc.start} is a lone surrogate "
+                                 f"({value[exc.start]!r}), not valid Unicode") from None
+        elif isinstance(value, dict):
+            stack[:0] = [(f"{field}.{k}", v) for k, v in value.items()]
+        elif isinstance(value, list):
+            stack[:0] = [(f"{field}[{i}]", v) for i, v in enumerate(value)]
+    return row
 
 
 def _check_conversations(value: Any) -> list[dict[str, str]]:
@@ -130,8 +151,8 @@ def check_train_row(item: Any, where: str, problems: Problems) -> dict[str, Any]
         row_id = _check_id(item, "id")
         if "conversations" not in item:
             raise ValueError("missing field 'conversations'")
-        return {"id": row_id, "image": _check_image(item),
-                "conversations": _check_conversations(item["conversations"])}
+        return _check_unicode({"id": row_id, "image": _check_image(item),
+                               "conversations": _check_conversations(item["conversations"])})
     except ValueError as exc:
         problems.add(f"{where}: {exc}")
         return None
@@ -154,7 +175,7 @@ def check_test_row(item: Any, where: str, problems: Problems) -> dict[str, Any] 
         if size is not None and min(size) <= 0:
             raise ValueError(f"size: width and height must be positive, got {size!r}")
         row.update({k: v for k, v in (("answer_bbox", bbox), ("size", size)) if v is not None})
-        return row
+        return _check_unicode(row)
     except ValueError as exc:
         problems.add(f"{where}: {exc}")
         return None
@@ -170,7 +191,7 @@ def read_json_document(path: Path) -> Any:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: undecodable UTF-8, a NUL character in the path
         raise DataError(f"{path}: cannot read ({exc})") from exc
     try:
         data = json.loads(text)

@@ -21,7 +21,7 @@ import torch
 from cvqa_bench.config import ConfigError
 from cvqa_bench.io import atomic_write_json
 from cvqa_bench.methods.base import Method, TaskInfo, Trainables
-from cvqa_bench.run.checkpoint import save_tensors
+from cvqa_bench.run.checkpoint import disk_errors, save_tensors
 
 ADAPTER_DIR = "adapter"
 GROUP_ADAPTERS_DIR = "adapters"
@@ -55,7 +55,8 @@ def save_stage_adapters(model: torch.nn.Module, trainables: Trainables, method: 
     if not is_peft(model) or not peft_holds_every_lora(model, trainables):
         return
     stage_dir = Path(stage_dir)
-    model.save_pretrained(str(stage_dir / ADAPTER_DIR), safe_serialization=True)
+    with disk_errors(stage_dir / ADAPTER_DIR):
+        model.save_pretrained(str(stage_dir / ADAPTER_DIR), safe_serialization=True)
     save_tensors(stage_dir / NON_LORA_FILE, {llava_name(n): p for n, p in trainables.items() if "lora_" not in n})
     groups = _eval_groups(method, tasks)
     if not groups:
@@ -65,7 +66,8 @@ def save_stage_adapters(model: torch.nn.Module, trainables: Trainables, method: 
     try:
         for index, (state, names) in enumerate(groups):
             trainables.load(state)
-            model.save_pretrained(str(stage_dir / GROUP_ADAPTERS_DIR / f"group-{index}"), safe_serialization=True)
+            with disk_errors(stage_dir / GROUP_ADAPTERS_DIR / f"group-{index}"):
+                model.save_pretrained(str(stage_dir / GROUP_ADAPTERS_DIR / f"group-{index}"), safe_serialization=True)
             routing.update({name: f"group-{index}" for name in names})
     finally:
         trainables.load(current)

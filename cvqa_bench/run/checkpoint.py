@@ -7,11 +7,15 @@ the SHA-256 of the folder's files, and a checkpoint whose files changed is passe
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from cvqa_bench.io import atomic_write, atomic_write_json
@@ -23,10 +27,25 @@ METHOD_EXTRA = "method_state.json"
 TRAINABLES = "trainables.safetensors"
 
 
+@contextlib.contextmanager
+def disk_errors(path: Path) -> Iterator[None]:
+    """A safetensors write the file system refused (a full disk, a read-only folder) raised as the OSError it
+    is, naming ``path``: safetensors reports it as ``SafetensorError("... (os error N)")``."""
+    try:
+        yield
+    except SafetensorError as exc:
+        found = re.search(r"\(os error (\d+)\)", str(exc))
+        if found is None:
+            raise
+        code = int(found.group(1))
+        raise OSError(code, os.strerror(code), str(path)) from exc
+
+
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    """Write tensors to a safetensors file atomically."""
+    """Write tensors to a safetensors file atomically (OSError when the file system refuses it)."""
     clean = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    atomic_write(path, lambda tmp: save_file(clean, str(tmp)))
+    with disk_errors(path):
+        atomic_write(path, lambda tmp: save_file(clean, str(tmp)))
 
 
 def load_tensors(path: Path, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:

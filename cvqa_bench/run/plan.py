@@ -66,6 +66,9 @@ def load_throughput(path: Path) -> dict[str, float]:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path}: not a readable JSON throughput file ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a throughput file is a JSON object with 'questions_per_s' and 'step_seconds', "
+                          f"got a JSON {type(data).__name__}")
     found = {k: data.get(k) for k in ("questions_per_s", "step_seconds")}
     if not all(isinstance(v, (int, float)) and v > 0 for v in found.values()):
         raise ConfigError(f"{path}: needs positive numbers 'questions_per_s' and 'step_seconds' "

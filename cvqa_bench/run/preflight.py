@@ -2,7 +2,7 @@
 
 ``cvqa_bench.run.prepare`` calls :func:`check_run` after the data validated: the seed range, the
 model folder, LoRA ``target_modules`` against the model's module names (on the meta device: no
-weights read), the longest training prompt against ``train.max_length``, and the method's own
+weights read), its chat template, the longest training prompt against ``train.max_length``, and the method's own
 ``setup`` on a throwaway instance (e.g. LLaCA overrides naming unknown tasks).
 """
 
@@ -68,10 +68,15 @@ def check_lora_targets(model_dir: Path, pattern: str) -> None:
 
 
 def check_prompt_lengths(model_dir: Path, tasks: list[Any], max_length: int) -> None:
-    """The first prompt (with its image tokens) of every training row fits in ``max_length`` tokens."""
+    """The folder has a chat template, and the first prompt (with its image tokens) of every training row fits
+    in ``max_length`` tokens."""
     from transformers import AutoProcessor
 
     processor = AutoProcessor.from_pretrained(model_dir, local_files_only=True)
+    if not getattr(processor, "chat_template", None):
+        raise ConfigError(f"{model_dir}: the checkpoint has no chat template (no chat_template.jinja or "
+                          "chat_template.json, none in tokenizer_config.json), which builds every prompt; "
+                          "add the model's own, as llava-hf checkpoints and `cvqa assemble` do")
     for task in tasks:
         rows = [r for r in task.train if r.get("conversations")]
         if not rows:
