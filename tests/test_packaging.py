@@ -114,12 +114,17 @@ def test_experiments_and_their_relative_paths_resolve_from_an_empty_folder(fresh
                                         "out: results/myexp\n")
     code = ("from cvqa_bench.run.experiment import load_experiment, planned_runs\n"
             "for name in ('configs/reproduce.yaml', 'reproduce', 'mine.yaml'):\n"
-            "    print(*[f'{f} {c.method.name} {c.model.tiny}' for f, c in planned_runs(load_experiment(name))][:1])")
+            "    print(*[f'{f} {c.method.name} {c.model.tiny}' for f, c in planned_runs(load_experiment(name))][:1])\n"
+            "from cvqa_bench.config import load_sequence\n"
+            "print(load_sequence('tasks/regression.yaml')[1])")
     shown = _run(fresh_venv / "python", "-c", code, cwd=tmp_path, env=_user_env(tmp_path / "home"))
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.split("\n")[:3] == ["results/reproduce/finetune-seed0 finetune configs/models/tiny.yaml",
                                             "results/reproduce/finetune-seed0 finetune configs/models/tiny.yaml",
                                             "results/myexp/ema-seed1 ema configs/models/tiny.yaml"]
+    sequence = Path(shown.stdout.split("\n")[3])  # a sequence named by its repository path: the built-in file
+    assert sequence.is_relative_to(fresh_venv.parent) and sequence.read_bytes() == (ROOT / "tasks" /
+                                                                                 "regression.yaml").read_bytes()
 
 
 def test_the_wheel_alone_lists_the_built_in_sequences(fresh_venv: Path, tmp_path: Path) -> None:
