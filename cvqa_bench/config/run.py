@@ -57,6 +57,10 @@ UNHASHED_FIELDS = ("train.report_to", "train.logging_dir", "eval.log_samples", "
 # Fields added after run folders existed: hashed only when changed from their default, so that a folder
 # made before them keeps its stage hashes (and resumes) while a run that changes them is told apart.
 HASHED_WHEN_CHANGED = {"train.vision_cache": True}
+# Method options of the same kind, per method: the method writes them resolved into config.yaml
+# (``Method.recorded_options``); at these values they are outside the stage hash and the resume check.
+OPTIONS_HASHED_WHEN_CHANGED = {"llaca": {"schedule": "pinned", "variant": "icml", "alpha_scale": 2.0,
+                                         "fallback": 0.01, "ema_dtype": "float32", "alpha_gradient": "step"}}
 
 
 class TrainSpec(StrictModel):
@@ -138,12 +142,26 @@ class RunConfig(StrictModel):
 
     def stable_hash(self, *, exclude: tuple[str, ...] = ()) -> str:
         """SHA-256 of the canonical JSON of this config (minus top-level ``exclude`` keys)."""
-        data = self.model_dump(mode="json", exclude=set(exclude))
-        for path in UNHASHED_FIELDS:  # absent from configs made before these fields: hashes stay the same
-            section, _, key = path.partition(".")
-            data.get(section, {}).pop(key, None)
-        for path, default in HASHED_WHEN_CHANGED.items():
-            section, _, key = path.partition(".")
-            if data.get(section, {}).get(key, default) == default:
-                data.get(section, {}).pop(key, None)
+        data = hashed_view(self.model_dump(mode="json", exclude=set(exclude)))
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def hashed_view(data: dict[str, Any]) -> dict[str, Any]:
+    """A dumped config without what the stage hash leaves out: the unhashed fields, and the fields and
+    method options added later while at their default (absent from older configs: hashes stay the same)."""
+    if not isinstance(data, dict):
+        return data
+    data = json.loads(json.dumps(data))
+    for path in UNHASHED_FIELDS:
+        section, _, key = path.partition(".")
+        (data.get(section) or {}).pop(key, None)
+    for path, default in HASHED_WHEN_CHANGED.items():
+        section, _, key = path.partition(".")
+        if (data.get(section) or {}).get(key, default) == default:
+            (data.get(section) or {}).pop(key, None)
+    method = data.get("method") or {}
+    options = method.get("options") or {}
+    for key, default in OPTIONS_HASHED_WHEN_CHANGED.get(method.get("name"), {}).items():
+        if options.get(key, default) == default:
+            options.pop(key, None)
+    return data

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer, model_validator
 
 from cvqa_bench.config.base import StrictModel
 
@@ -48,6 +48,16 @@ class ImageAspectSpec(StrictModel):
     eval: ImageAspect | None = None
 
 
+class ScheduleStep(StrictModel):
+    """One task's row of an official LLaCA schedule, as its training and evaluation scripts hard-code it."""
+
+    ema: bool = Field(description="dynamic EMA on or off (the training script's --dema)")
+    start_from: str = Field(description="'base', or the earlier task whose final weights the task starts from "
+                            "(the training script's --previous_task_model_path)")
+    eval_with: str = Field(description="the task whose final weights evaluate this task (the evaluation "
+                           "script's MODELPATH)")
+
+
 class TaskSpec(StrictModel):
     """One task of a sequence: its CoIN-format files, its scorer and how its instruction is found."""
 
@@ -67,6 +77,17 @@ class TaskSpec(StrictModel):
     answers_file: str | None = Field(
         None, description="annotation JSON with the official answer lists by question id (e.g. TextVQA_0.5.1_val.json), "
         "relative to the data root; replaces the test file's answers")
+    schedule: ScheduleStep | None = Field(
+        None, description="the official LLaCA schedule's row for this task (llaca's method.options.schedule: pinned)")
+
+    @model_serializer(mode="wrap")
+    def _no_empty_schedule(self, handler: SerializerFunctionWrapHandler) -> dict:
+        # a task without a schedule dumps as before the field existed: stage hashes of older runs stay the same
+        data = handler(self)
+        if data.get("schedule", 0) is None:
+            data.pop("schedule")
+        return data
+
 
     @field_validator("image_aspect", mode="before")
     @classmethod
@@ -114,6 +135,24 @@ class SequenceSpec(StrictModel):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"duplicate task names {dupes}; each task needs its own name")
+        return self
+
+    @model_validator(mode="after")
+    def _whole_schedule(self) -> SequenceSpec:
+        pinned = [t.name for t in self.tasks if t.schedule is not None]
+        if pinned and len(pinned) != len(self.tasks):
+            missing = [t.name for t in self.tasks if t.schedule is None]
+            raise ValueError(f"a schedule needs a row for every task; missing for {missing}")
+        for index, task in enumerate(self.tasks):
+            if task.schedule is None:
+                continue
+            earlier = [t.name for t in self.tasks[:index]]
+            if task.schedule.start_from != "base" and task.schedule.start_from not in earlier:
+                raise ValueError(f"task {task.name!r}: schedule start_from {task.schedule.start_from!r} is neither "
+                                 f"'base' nor an earlier task ({earlier})")
+            if task.schedule.eval_with not in self.task_names():
+                raise ValueError(f"task {task.name!r}: schedule eval_with {task.schedule.eval_with!r} is not a task "
+                                 f"of the sequence")
         return self
 
     def task_names(self) -> list[str]:

@@ -45,6 +45,8 @@ class TaskInfo:
     instructions: tuple[str, ...]  # distinct instruction strings of its training prompts
     train_ids: tuple[str, ...] = ()
     instruction_style: str = "original"  # the sequence's instruction variant (original, diverse)
+    # the sequence's pinned LLaCA schedule row, (ema, start_from, eval_with); None when it has none
+    schedule: tuple[bool, str, str] | None = None
 
 
 class Trainables:
@@ -217,3 +219,15 @@ class Method:
     def records(self) -> dict[str, Any]:
         """JSON-able decisions and statistics to write to the run directory."""
         return {}
+
+    def recorded_options(self) -> dict[str, Any]:
+        """Options written resolved into config.yaml even when left at their default (hashed only when not)."""
+        return {}
+
+    def notes(self) -> list[str]:
+        """Lines the run prints (so run.log keeps them) and the manifest records, one per finding (after ``setup``)."""
+        return []
+
+    def schedule(self) -> list[dict[str, Any]]:
+        """Per task, the method's plan as ``cvqa plan`` prints it (after ``setup``); [] for a method without one."""
+        return []

@@ -3,15 +3,15 @@
 Dynamic EMA (docs/methods.md, "Dynamic EMA"), for every trainable tensor after every optimizer step::
 
     a = ||p - ema||_1     b = ||g||_1     c = ||g - g_prev||_1
-    alpha = 2 (1 + b) / (a c),  and alpha := 0.01 unless 0 < alpha < 1
+    alpha = scale (1 + b) / (a c),  and alpha := fallback unless 0 < alpha < 1   (scale 2, fallback 0.01)
     ema <- (1 - alpha) ema + alpha p;   g_prev <- g
 
 Two implementations of one step: ``dynamic_ema_step_fused`` (``torch._foreach_*`` ops and one
 stacked set of norms, so no host sync per tensor) and ``dynamic_ema_step_loop`` (the plain per-tensor
 reference that calls ``dynamic_alpha``). Norms and alphas are computed in float32 for float16,
 bfloat16 and float32 tensors and in float64 for float64 tensors (never narrower than the tensor), in
-both paths, so they agree. The EMA copy itself has the parameter's dtype (no float32 shadow is kept
-for half-precision parameters).
+both paths, so they agree. The EMA copy has the dtype of the tensors it is given (``DynamicEMA`` gives
+float32 masters, or their copies in the model's dtype under ``ema_dtype: param``).
 """
 
 from __future__ import annotations
@@ -40,18 +40,19 @@ def _l1(tensor: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(tensor, ord=1, dtype=norm_dtype(tensor))
 
 
-def _raw_alpha(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+def _raw_alpha(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, scale: float = ALPHA_NUMERATOR_SCALE
+               ) -> torch.Tensor:
     # a * c == 0 gives inf (or nan), which the range check below rejects: no exception path needed
-    return ALPHA_NUMERATOR_SCALE * (1 + b) / (a * c)
+    return scale * (1 + b) / (a * c)
 
 
 def _checked_alpha(
-    param: torch.Tensor, ema: torch.Tensor, grad: torch.Tensor, prev_grad: torch.Tensor | None
+    param: torch.Tensor, ema: torch.Tensor, grad: torch.Tensor, prev_grad: torch.Tensor | None, scale: float
 ) -> float | None:
     """The dynamic alpha of one tensor as a Python float, or None where the fallback applies."""
     if prev_grad is None:
         return None
-    alpha = _raw_alpha(_l1(param - ema), _l1(grad), _l1(grad - prev_grad)).item()
+    alpha = _raw_alpha(_l1(param - ema), _l1(grad), _l1(grad - prev_grad), scale).item()
     return _in_range(alpha)
 
 
@@ -66,6 +67,7 @@ def dynamic_alpha(
     grad: torch.Tensor,
     prev_grad: torch.Tensor | None,
     fallback: float = FALLBACK_ALPHA,
+    scale: float = ALPHA_NUMERATOR_SCALE,
 ) -> float:
     """The official LLaCA alpha of one tensor, with the fixed fallback.
 
@@ -74,14 +76,15 @@ def dynamic_alpha(
         ema: the EMA weights theta*.
         grad: the gradient g of this step.
         prev_grad: the gradient of the previous step; None on the first step of a task.
-        fallback: the alpha used when the dynamic one is unusable (0.01).
+        fallback: the alpha used when the dynamic one is unusable (0.01; Continual-NExT: 0.001).
+        scale: the factor in front (2; Continual-NExT: 0.01).
 
     Returns:
-        ``2 (1 + ||g||_1) / (||p - ema||_1 * ||g - prev_grad||_1)`` if that is finite and in the open
+        ``scale (1 + ||g||_1) / (||p - ema||_1 * ||g - prev_grad||_1)`` if that is finite and in the open
         interval (0, 1); otherwise ``fallback`` (first step, zero drift, zero gradient change, nan/inf).
         Computed in float32, or in float64 for float64 tensors (``norm_dtype``).
     """
-    alpha = _checked_alpha(param, ema, grad, prev_grad)
+    alpha = _checked_alpha(param, ema, grad, prev_grad, scale)
     return fallback if alpha is None else alpha
 
 
@@ -93,6 +96,7 @@ def dynamic_ema_step_loop(
     prev_grads: list[torch.Tensor],
     fallback: float = FALLBACK_ALPHA,
     return_raw: bool = False,
+    scale: float = ALPHA_NUMERATOR_SCALE,
 ) -> tuple[torch.Tensor, ...]:
     """One dynamic-EMA step, tensor by tensor (the reference path); updates ``ema`` and ``prev_grads``.
 
@@ -107,7 +111,7 @@ def dynamic_ema_step_loop(
     fell_back: list[bool] = []
     raws: list[float] = []
     for p, e, g, gp in zip(params, ema, grads, prev_grads, strict=True):
-        raws.append(_raw_alpha(_l1(p - e), _l1(g), _l1(g - gp)).item())
+        raws.append(_raw_alpha(_l1(p - e), _l1(g), _l1(g - gp), scale).item())
         alpha = _in_range(raws[-1])
         fell_back.append(alpha is None)
         applied.append(fallback if alpha is None else alpha)
@@ -129,6 +133,7 @@ def dynamic_ema_step_fused(
     prev_grads: list[torch.Tensor],
     fallback: float = FALLBACK_ALPHA,
     return_raw: bool = False,
+    scale: float = ALPHA_NUMERATOR_SCALE,
 ) -> tuple[torch.Tensor, ...]:
     """One dynamic-EMA step with ``torch._foreach_*`` ops; same result and return as the loop path.
 
@@ -138,7 +143,7 @@ def dynamic_ema_step_fused(
     dtypes = [norm_dtype(p) for p in params]
     widest = alpha_dtype(params)
     if all(d == widest for d in dtypes):
-        alphas, in_range, raw = _fused_alphas(params, ema, grads, prev_grads, fallback, widest)
+        alphas, in_range, raw = _fused_alphas(params, ema, grads, prev_grads, fallback, widest, scale)
     else:  # float64 next to narrower tensors: each keeps its own norm dtype, as in dynamic_alpha
         alphas = torch.empty(len(params), dtype=widest, device=params[0].device)
         raw = torch.empty(len(params), dtype=widest, device=params[0].device)
@@ -146,7 +151,7 @@ def dynamic_ema_step_fused(
         for dtype in dict.fromkeys(dtypes):
             idx = [i for i, d in enumerate(dtypes) if d == dtype]
             pick = [[ts[i] for i in idx] for ts in (params, ema, grads, prev_grads)]
-            part, ok, part_raw = _fused_alphas(*pick, fallback, dtype)
+            part, ok, part_raw = _fused_alphas(*pick, fallback, dtype, scale)
             where = torch.tensor(idx, device=alphas.device)
             alphas[where], in_range[where], raw[where] = part.to(widest), ok, part_raw.to(widest)
     weights = [w if w.dtype == e.dtype else w.to(e.dtype) for w, e in zip(alphas.unbind(), ema)]
@@ -162,12 +167,13 @@ def _fused_alphas(
     prev_grads: list[torch.Tensor],
     fallback: float,
     dtype: torch.dtype,
+    scale: float = ALPHA_NUMERATOR_SCALE,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The alphas (fallback applied), in-range flags and raw alphas of tensors whose norms are taken in ``dtype``."""
     a = torch.stack(torch._foreach_norm(torch._foreach_sub(params, ema), 1, dtype=dtype))
     b = torch.stack(torch._foreach_norm(grads, 1, dtype=dtype))
     c = torch.stack(torch._foreach_norm(torch._foreach_sub(grads, prev_grads), 1, dtype=dtype))
-    raw = _raw_alpha(a, b, c)
+    raw = _raw_alpha(a, b, c, scale)
     in_range = (raw > 0) & (raw < 1)  # nan and inf compare False, so they fall back too
     return torch.where(in_range, raw, torch.full_like(raw, fallback)), in_range, raw
 

@@ -154,7 +154,9 @@ def build_results(run_dir: Path, scores_dir: Path, matrix: np.ndarray, tasks: li
                        "device": manifest.get("device", {}), "dtype": (config.get("model") or {}).get("dtype"),
                        "model_source": model.get("source"),
                        "world_size": (manifest.get("distributed") or {}).get("world_size", 1),
-                       "started": manifest.get("started"), "finished": manifest.get("finished")},
+                       "started": manifest.get("started"), "finished": manifest.get("finished"),
+                       # the method's resolved options, its per-task plan (LLaCA's schedule) and its notes
+                       "method": manifest.get("method")},
         "shortened": {"shortened": bool(reasons), "reasons": reasons},
         "overrides": recorded_overrides(manifest.get("invocation")),
         "tasks": [{"name": t, "scorer": scorers[t], "n_questions": n_asked.get(t),

@@ -60,6 +60,9 @@ class Provenance(BaseModel):
     world_size: int = Field(1, ge=1, description="training processes")
     started: str | None = None
     finished: str | None = None
+    method: dict[str, Any] | None = Field(None, description="the method's resolved options (every option config.yaml "
+                                          "records), its per-task plan (LLaCA: group, EMA, start and evaluation "
+                                          "weights) and its notes (a computed schedule's disagreements)")
 
 
 class Shortened(Strict):

@@ -63,6 +63,7 @@ class CellEvaluator:
         use_vision = vision_folder is not None and tower_is_frozen(model)
         self.vision = VisionFeatureCache(model, processor, vision_folder) if use_vision else None
         self.inputs: dict[str, tuple[list[int], EvalInputs]] = {}
+        self.weights: str | None = None  # the fingerprint of the weights the latest key was made with
 
     @classmethod
     def for_run(cls, config: Any, loaded: Any, trainables: Trainables, method: Method, run: Any) -> CellEvaluator:
@@ -88,7 +89,8 @@ class CellEvaluator:
 
     def key(self, test_hash: str, generation: dict[str, Any], task_signature: Any) -> str:
         """The key of the cell about to be evaluated with the weights now in the model."""
-        return cell_key(self.fingerprint(), test_hash, {**self.settings, **generation, "method": task_signature})
+        self.weights = self.fingerprint()
+        return cell_key(self.weights, test_hash, {**self.settings, **generation, "method": task_signature})
 
     def try_reuse(self, key: str, target: Path) -> bool:
         """Copy an earlier identical cell's predictions to ``target`` (main process; True when done)."""
@@ -96,13 +98,13 @@ class CellEvaluator:
         source = self.index.source_for(key, target) if self.reuse else None
         if source is not None:
             copy_predictions(source, target)
-            self.index.record(target, key, source)
+            self.index.record(target, key, source, self.weights)
         return source is not None
 
     def record(self, key: str, target: Path) -> None:
         """Index a computed cell (main process)."""
         assert self.index is not None
-        self.index.record(target, key, None)
+        self.index.record(target, key, None, self.weights)
 
     def generate(self, name: str, rows: list[dict[str, Any]], batch_size: int, max_new_tokens: int, pad: bool,
                  progress: Any) -> list[tuple[int, dict[str, Any]]]:

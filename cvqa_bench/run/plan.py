@@ -4,7 +4,8 @@ Per task: its training rows, its test questions, its optimizer steps and the mat
 on it that must be generated once identical cells are reused (the method's ``weight_versions``: cells
 with the same weights label are computed once). With a throughput file (``benchmarks/bench_eval.py
 --out``, or any JSON with ``questions_per_s`` and ``step_seconds``) each stage and the whole run get
-a projected wall time and device-hours.
+a projected wall time and device-hours. A method with a per-task plan (LLaCA's schedule: group, dynamic
+EMA, the task it starts from, the task whose weights evaluate it in the last row) has it printed too.
 """
 
 from __future__ import annotations
@@ -96,11 +97,22 @@ def project(prepared: PreparedRun, plans: list[TaskPlan], throughput: dict[str, 
     return rows + [{"stage": "total", "task": "", **total}]
 
 
-def plan_json(config: RunConfig, plans: list[TaskPlan], projection: list[dict[str, Any]] | None) -> dict[str, Any]:
+def plan_json(config: RunConfig, plans: list[TaskPlan], projection: list[dict[str, Any]] | None,
+              schedule: list[dict[str, Any]] | None = None, notes: list[str] | None = None) -> dict[str, Any]:
     """Everything ``cvqa plan --json`` prints."""
     return {"method": config.method.name, "tasks": [asdict(p) for p in plans],
             "cells": sum(p.cells for p in plans), "cells_to_compute": sum(p.cells_to_compute for p in plans),
-            "projection": projection}
+            "projection": projection, "schedule": schedule or [], "schedule_disagreements": notes or []}
+
+
+def render_schedule(schedule: list[dict[str, Any]], notes: list[str]) -> list[str]:
+    """A method's per-task schedule as aligned lines, then one line per task where TF-IDF disagrees with it."""
+    if not schedule:
+        return []
+    lines = [f"{'schedule':<16}{'group':>6}  {'EMA':<5}{'starts from':<16}{'evaluated with':<16}"]
+    lines += [f"{r['task']:<16}{r['group']:>6}  {'on' if r['ema'] else 'off':<5}{r['start_from']:<16}"
+              f"{r['eval_with']:<16}" for r in schedule]
+    return lines + notes
 
 
 def render_plan(method: str, plans: list[TaskPlan], projection: list[dict[str, Any]] | None) -> list[str]:
@@ -130,6 +142,8 @@ def plan_output(config: RunConfig, throughput: Path | None, devices: int = 1, as
     prepared = prepare(config, check_images=False)
     plans = plan_run(prepared)
     projection = project(prepared, plans, rates, devices) if rates else None
+    schedule = prepared.method.schedule()
+    notes = prepared.method.notes()
     if as_json:
-        return json.dumps(plan_json(config, plans, projection), indent=1)
-    return "\n".join(render_plan(config.method.name, plans, projection))
+        return json.dumps(plan_json(config, plans, projection, schedule, notes), indent=1)
+    return "\n".join(render_plan(config.method.name, plans, projection) + render_schedule(schedule, notes))

@@ -30,9 +30,14 @@ class PreparedRun:
         """What the method may know about each task."""
         return [
             TaskInfo(i, t.spec.name, tuple(t.instructions), tuple(r["id"] for r in t.train),
-                     self.sequence.instruction_style)
+                     self.sequence.instruction_style, _schedule_row(t.spec))
             for i, t in enumerate(self.tasks)
         ]
+
+
+def _schedule_row(spec: TaskSpec) -> tuple[bool, str, str] | None:
+    step = spec.schedule
+    return None if step is None else (step.ema, step.start_from, step.eval_with)
 
 
 def prepare(config: RunConfig, check_images: bool = True) -> PreparedRun:
@@ -50,6 +55,8 @@ def prepare(config: RunConfig, check_images: bool = True) -> PreparedRun:
     method_cls = methods.get(config.method.name)
     options = validate_model(method_cls.Options, config.method.options, f"method {config.method.name!r} options")
     method = method_cls(options, seed=config.seed)
+    recorded = {**config.method.options, **method.recorded_options()}  # config.yaml names them even at default
+    config = config.model_copy(update={"method": config.method.model_copy(update={"options": recorded})})
     distributed.check_deepspeed(config.method.name, has_step_hook(method))
     check_trackers(config.train)  # a missing tracker package stops the run before anything is written
     distributed.init()

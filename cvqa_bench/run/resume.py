@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from cvqa_bench.config import ConfigError, RunConfig, SequenceSpec, read_yaml
-from cvqa_bench.config.run import UNHASHED_FIELDS
+from cvqa_bench.config.run import hashed_view
 from cvqa_bench.io import atomic_write_json, atomic_write_text, read_jsonl, remove_stale_temporaries
 from cvqa_bench.rundir import RunDir
 from cvqa_bench.run.prepare import PreparedRun
@@ -37,7 +37,7 @@ def init_run_dir(run: RunDir, prepared: PreparedRun, resume: bool) -> None:
             raise ConfigError(f"{run.root}: a run already exists here; pass --resume to continue it or choose --out")
         old = read_yaml(run.config)  # a damaged config.yaml: one line naming it
         new = yaml.safe_load(config_yaml)
-        changed = sorted(_changed_keys(old, new) - set(UNHASHED_FIELDS))  # trackers may change
+        changed = sorted(_changed_keys(hashed_view(old), hashed_view(new)))  # trackers may change
         if changed:
             raise ConfigError(f"{run.config}: cannot resume, the config changed in: {', '.join(changed)}")
     else:

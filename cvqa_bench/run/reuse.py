@@ -48,10 +48,11 @@ class CellIndex:
                 return self.root / name
         return None
 
-    def record(self, predictions: Path, key: str, reused_from: Path | None) -> None:
-        """Store one cell's key and origin, and write the index."""
+    def record(self, predictions: Path, key: str, reused_from: Path | None, weights: str | None = None) -> None:
+        """Store one cell's key, origin and weights fingerprint, and write the index."""
         origin = self.name(reused_from) if reused_from is not None else None
-        self.cells[self.name(predictions)] = {"key": key, "reused_from": origin}
+        # weights: the fingerprint of the weights the cell was evaluated with
+        self.cells[self.name(predictions)] = {"key": key, "reused_from": origin, "weights": weights}
         atomic_write_json(self.path, self.cells)
 
     def counts(self) -> dict[str, int]:

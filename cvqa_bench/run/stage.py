@@ -68,6 +68,8 @@ class StageRunner:
         self.trainables = Trainables(self.model)
         self.method = prepared.method
         self.method.setup(self.infos)
+        for note in self.method.notes():  # e.g. where a computed LLaCA schedule differs from the pinned one
+            self.console.print(note, markup=False, highlight=False, soft_wrap=True)
         self.cells = CellEvaluator.for_run(self.config, self.loaded, self.trainables, self.method, self.run)
 
     # -- manifest ---------------------------------------------------------------------------------
@@ -100,6 +102,8 @@ class StageRunner:
             manifest["invocation"] = self.prepared.invocation  # what the command line changed (shortened runs)
             manifest["distributed"] = self._processes()
             manifest["protocol"] = resolved_protocol(self.config, self.prepared.sequence, distributed.world_size())
+            manifest["method"] = {"options": self.config.method.options, "schedule": self.method.schedule(),
+                                  "notes": self.method.notes()}
         atomic_write_json(self.run.manifest, manifest)
 
     def _processes(self) -> dict[str, Any]:

@@ -179,6 +179,9 @@ def test_overrides_are_applied_and_recorded() -> None:
         ({"NotATask": {"ema": True}}, "not in the sequence"),
         ({"TextVQA": {"group": 5}}, "skips ahead"),
         ({"ImageNet": {"start_from": "group"}}, "no weights yet"),
+        ({"GQA": {"start_from": "scratch"}}, "not an earlier task"),
+        ({"GQA": {"start_from": "VQAv2"}}, "not an earlier task"),
+        ({"GQA": {"eval_with": "MNIST"}}, "not a task of the sequence"),
     ],
 )
 def test_invalid_overrides_fail_in_setup(overrides: dict, message: str) -> None:
@@ -191,10 +194,13 @@ def test_invalid_overrides_fail_in_setup(overrides: dict, message: str) -> None:
     "options",
     [
         {"threshold": 1.5},
-        {"fallback_alpha": 1.0},
+        {"fallback": 1.0},
         {"grouping": True, "treshold": 0.3},
         {"overrides": {"A": {"emma": 1}}},
-        {"overrides": {"A": {"start_from": "scratch"}}},
+        {"variant": "neurips"},
+        {"ema_dtype": "bfloat16"},
+        {"alpha_gradient": "micro"},
+        {"schedule": "official"},
     ],
 )
 def test_options_reject_invalid_values_and_typos(options: dict) -> None:

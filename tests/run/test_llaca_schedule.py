@@ -1,0 +1,112 @@
+"""Issue 27: LLaCA's official schedules pinned in tasks/coin8*.yaml, printed by ``cvqa plan``, and used by a run.
+
+The tables below are typed by hand from the official scripts (github JingyangQiao/CoIN, commit efa9cb4):
+per task the ``--dema`` flag and ``--previous_task_model_path`` of scripts/CoIN/Train_<variant>/<k>_<Task>.sh
+(ScienceQA: ``--pretrain_mm_mlp_adapter``, the base) and the ``MODELPATH`` of scripts/CoIN/Eval<variant>/
+<k>_eval_<task>.sh, each path's task folder under ``Only_Pretrain_1.5_CIA/``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import coin_standins as standins
+from cvqa_bench.cli import app
+
+# task: (dynamic EMA, starts from, evaluated with)
+TRAIN_CIA = {
+    "ScienceQA": (False, "base", "ScienceQA"), "TextVQA": (False, "ScienceQA", "OCRVQA"),
+    "ImageNet": (False, "TextVQA", "ImageNet"), "GQA": (True, "TextVQA", "OCRVQA"),
+    "VizWiz": (True, "GQA", "OCRVQA"), "Grounding": (False, "VizWiz", "Grounding"),
+    "VQAv2": (True, "VizWiz", "OCRVQA"), "OCRVQA": (True, "VQAv2", "OCRVQA"),
+}
+TRAIN_DIVERSE = {
+    "ScienceQA": (False, "base", "ScienceQA"), "TextVQA": (False, "ScienceQA", "OCRVQA"),
+    "ImageNet": (False, "TextVQA", "ImageNet"), "GQA": (True, "ImageNet", "OCRVQA"),
+    "VizWiz": (True, "TextVQA", "OCRVQA"), "Grounding": (False, "VizWiz", "Grounding"),
+    "VQAv2": (True, "GQA", "OCRVQA"), "OCRVQA": (True, "VQAv2", "OCRVQA"),
+}
+TRAIN_10TYPE = dict(TRAIN_CIA)  # Train_10Type/ and Eval_10Type/ hard-code the same paths and flags as Train_CIA/
+FOLDERS = {"coin8": "Instructions", "coin8-diverse": "Instructions_Diverse", "coin8-10type": "Instructions_10Type"}
+
+
+@pytest.fixture(scope="module")
+def coin_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("coin") / "CoIN"
+    for folder in FOLDERS.values():
+        standins.build_coin_root(root, folder)
+    return root
+
+
+def plan(cvqa, root: Path, sequence: str, *extra: str) -> dict:
+    result = cvqa("plan", sequence, "--data-root", root, "--method", "llaca", "--json", *extra)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize(("sequence", "official"), [("coin8", TRAIN_CIA), ("coin8-diverse", TRAIN_DIVERSE),
+                                                    ("coin8-10type", TRAIN_10TYPE)])
+def test_plan_prints_the_official_schedule(cvqa, coin_root, sequence, official):
+    out = plan(cvqa, coin_root, sequence)
+    assert {r["task"]: (r["ema"], r["start_from"], r["eval_with"]) for r in out["schedule"]} == official
+    assert out["schedule_disagreements"] == []
+    text = cvqa("plan", sequence, "--data-root", coin_root, "--method", "llaca").stdout
+    assert "GQA                  1  on   " + official["GQA"][1] in text  # the printed table
+
+
+def test_computed_schedule_names_each_task_where_tfidf_disagrees(cvqa, coin_root):
+    # The stand-in's diverse folder holds CoIN's original prompts, so TF-IDF plans Train_CIA's starts:
+    # GQA from TextVQA (official: ImageNet), VizWiz from GQA (TextVQA), VQAv2 from VizWiz (GQA).
+    out = plan(cvqa, coin_root, "coin8-diverse", "--set", "method.options.schedule=computed")
+    lines = out["schedule_disagreements"]
+    assert [line.split(": ")[1] for line in lines] == ["GQA", "VizWiz", "VQAv2"]
+    assert "starts from TextVQA (pinned: ImageNet)" in lines[0]
+    assert {r["task"]: r["start_from"] for r in out["schedule"]}["GQA"] == "TextVQA"
+    assert plan(cvqa, coin_root, "coin8", "--set", "method.options.schedule=computed")["schedule_disagreements"] == []
+
+
+def test_a_reordered_pinned_sequence_says_to_compute(cvqa, coin_root):
+    result = cvqa("plan", "coin8", "--data-root", coin_root, "--method", "llaca", "--set", "task_order=reverse")
+    assert result.exit_code == 2 and "schedule: computed" in result.output
+
+
+def test_the_final_row_uses_the_official_evaluation_checkpoint(coin_root, tmp_path):
+    """coin8-diverse end to end on the tiny model: every cell of the last row was evaluated with exactly the
+    final weights of the task Eval_Diverse/ names (cells.json's weights fingerprint against each stage's
+    saved weights), and training started from the weights Train_Diverse/ names."""
+    from typer.testing import CliRunner
+
+    from cvqa_bench.config import RunConfig, read_yaml
+    from cvqa_bench.methods.base import Trainables
+    from cvqa_bench.models.fingerprint import tensors_fingerprint
+    from cvqa_bench.models.load import load_model
+    from cvqa_bench.run.checkpoint import load_tensors
+
+    model = standins.build_tiny_llava(tmp_path / "llava-tiny-hf")
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, [
+        "run", "--sequence", "coin8-diverse", "--data-root", str(coin_root), "--model", str(model),
+        "--method", "llaca", "--set", "train.max_steps=2", "--set", "train.batch_size=16",
+        "--set", "eval.batch_size=4", "--set", "eval.max_new_tokens=2", "--set", "eval.limit=1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    tasks = list(standins.TASKS)
+    stage_of = {task: f"{k}-{task}" for k, task in enumerate(tasks, start=1)}
+    # a cell's fingerprint takes the trainable tensors in the model's order (WeightsFingerprint)
+    names = Trainables(load_model(RunConfig(**read_yaml(out / "config.yaml")).model).model).names
+
+    def fingerprint(folder: str) -> str:
+        saved = load_tensors(out / "stages" / folder / "weights.safetensors")
+        return tensors_fingerprint((name, saved[name]) for name in names)
+
+    weights = {task: fingerprint(folder) for task, folder in stage_of.items()}
+    assert len(set(weights.values())) == 8  # every stage ends with its own weights
+    cells = json.loads((out / "cells.json").read_text())
+    final = {task: cells[f"predictions/8-OCRVQA/{task}.jsonl"]["weights"] for task in tasks}
+    assert final == {task: weights[TRAIN_DIVERSE[task][2]] for task in tasks}
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert {r["task"]: (r["ema"], r["start_from"], r["eval_with"]) for r in manifest["method"]["schedule"]} \
+        == TRAIN_DIVERSE
+    assert manifest["config"]["method"]["options"]["schedule"] == "pinned"
