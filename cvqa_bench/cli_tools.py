@@ -32,10 +32,10 @@ def export(
     run_dir: Annotated[Path, typer.Argument(help="a run folder")],
     stage: Annotated[int, typer.Option(help="the stage to export (1 = after the first task)")],
     out: Annotated[Path, typer.Option(help="the new model folder (must not exist or be empty)")],
-    merge: Annotated[bool, typer.Option(help="merge LoRA into the weights: a plain llava-hf checkpoint")] = False,
+    merge: Annotated[bool, typer.Option(help="merge LoRA into the weights: a plain checkpoint of the base model's class")] = False,
     task: Annotated[str | None, typer.Option(help="export the weights this task was evaluated with; needed when a routed method (llaca, eproj) evaluated the stage's tasks with several")] = None,
 ) -> None:
-    """Write one stage as a llava-hf folder that LlavaForConditionalGeneration.from_pretrained loads offline."""
+    """Write one stage as an HF folder that AutoModelForImageTextToText.from_pretrained loads offline."""
     try:
         from cvqa_bench.run.export import export_stage
 
@@ -64,9 +64,13 @@ def assemble(
 
 
 @app.command("list")
-def list_(what: Annotated[str, typer.Argument(help="methods, sequences or scorers")]) -> None:
-    """List the registered methods, shipped sequences or scorers."""
-    if what == "methods":
+def list_(what: Annotated[str, typer.Argument(help="methods, sequences, scorers or models")]) -> None:
+    """List the registered methods, shipped sequences, scorers or model families."""
+    if what == "models":
+        from cvqa_bench.models.families import families
+
+        rows = families.descriptions()
+    elif what == "methods":
         from cvqa_bench.methods import methods
 
         rows = methods.descriptions()
@@ -77,9 +81,9 @@ def list_(what: Annotated[str, typer.Argument(help="methods, sequences or scorer
     elif what == "sequences":
         rows = {name: _sequence_description(name) for name in sequence_names()}
     else:
-        fail(f"cannot list {what!r}; choose methods, sequences or scorers")
+        fail(f"cannot list {what!r}; choose methods, sequences, scorers or models")
     for name, description in rows.items():
-        console.print(f"{name:<12} {description}", markup=False, highlight=False, soft_wrap=True)
+        console.print(f"{name:<16} {description}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _sequence_description(name: str) -> str:

@@ -91,7 +91,7 @@ def test_list_sequences_shows_synthetic_with_its_tasks(cvqa):
 def test_list_something_else_exits_2(cvqa):
     result = cvqa("list", "datasets")
     assert result.exit_code == 2
-    assert error_lines(result) == ["error: cannot list 'datasets'; choose methods, sequences or scorers"]
+    assert error_lines(result) == ["error: cannot list 'datasets'; choose methods, sequences, scorers or models"]
 
 
 def test_unknown_method_suggests_llaca(cvqa, small_sequence, tmp_path):

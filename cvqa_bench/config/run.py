@@ -21,7 +21,9 @@ class LoraSpec(StrictModel):
     r: int = Field(16, gt=0)
     alpha: float = Field(32, gt=0)
     dropout: float = Field(0.0, ge=0, lt=1)
-    target_modules: str = r".*language_model.*\.(q_proj|v_proj)"
+    target_modules: str | None = Field(r".*language_model.*\.(q_proj|v_proj)", description="a regex on module "
+                                       "names; null = the model family's default: every linear layer of the "
+                                       "language model")
 
 
 class ModelSpec(StrictModel):

@@ -20,7 +20,7 @@ from cvqa_bench.config import ConfigError
 from cvqa_bench.methods.base import Method, TaskContext, TaskInfo
 from cvqa_bench.methods.dynamic_ema import strip_prefix
 from cvqa_bench.methods.grouping import group_scores
-from cvqa_bench.models.load import PROJECTOR_MODULE
+from cvqa_bench.models.families.base import DEFAULT_PROJECTOR_NAMES
 
 
 class EProjOptions(BaseModel):
@@ -68,9 +68,20 @@ class EProj(Method):
         """Remember the tasks (for the routing records)."""
         self.tasks = list(tasks)
 
-    @staticmethod
-    def _split(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        projector = {n: t for n, t in state.items() if PROJECTOR_MODULE in n}
+    def train_rows(self, task: TaskInfo, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The rows unchanged; their first prompts are kept for routing ties."""
+        self.prompts[task.name] = prompt_texts(r["conversations"][0]["value"] for r in rows)
+        return rows
+
+    def prepare_model(self, model: torch.nn.Module, tasks: list[TaskInfo]) -> None:
+        """Remember which parameters are the projector in this model's family (copied per task)."""
+        from cvqa_bench.models.families import family_for
+
+        self.projector_names = family_for(model).projector_names
+
+    def _split(self, state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        names = getattr(self, "projector_names", DEFAULT_PROJECTOR_NAMES)
+        projector = {n: t for n, t in state.items() if any(part in n for part in names)}
         return projector, {n: t for n, t in state.items() if n not in projector}
 
     def before_task(self, ctx: TaskContext) -> None:

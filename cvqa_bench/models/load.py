@@ -1,7 +1,9 @@
-"""Load a LLaVA (HF ``LlavaForConditionalGeneration`` + processor) from a local directory and make it trainable.
+"""Load a vision-language model (its family's HF class + the family's inputs) from a local directory and make
+it trainable.
 
-One code path for every scale: the tiny model is first materialised as a llava-hf directory
-(``cvqa_bench.models.tiny``), a real checkpoint is already one. Nothing is downloaded.
+One code path for every scale and family: the tiny model is first materialised as an HF checkpoint folder
+(``cvqa_bench.models.tiny``), a real checkpoint is already one. ``config.json``'s ``model_type`` picks the
+family (``models/families/``). Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from cvqa_bench.config import ConfigError, ModelSpec
 from cvqa_bench.config.base import resolve_path
 from cvqa_bench.models.precision import compute_dtype, keep_trainables_fp32
 
-PROJECTOR_MODULE = "multi_modal_projector"
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -26,7 +27,7 @@ class LoadedModel:
     """A model ready to train, its processor, and where it came from."""
 
     model: torch.nn.Module
-    processor: Any
+    processor: Any  # cvqa_bench.models.inputs.ModelInputs: the family, tokenizer and image processor
     source: str  # the local directory it was loaded from
     device: torch.device
     # bf16/fp16 runs: the base computes in the low dtype, the trainable tensors stay float32
@@ -36,14 +37,14 @@ class LoadedModel:
 
 
 def model_directory(spec: ModelSpec) -> Path:
-    """The llava-hf directory ``spec`` refers to (building the tiny model on first use)."""
+    """The checkpoint folder ``spec`` refers to (building the tiny model on first use)."""
     if spec.tiny is not None:
         from cvqa_bench.models.tiny import tiny_model_dir
 
         return tiny_model_dir(resolve_path(spec.tiny))  # configs/models/tiny.yaml: local, else built in
     path = Path(spec.path).expanduser()
     if not (path / "config.json").is_file():
-        raise ConfigError(f"model.path: {path} is not a local llava-hf checkpoint directory (no config.json)")
+        raise ConfigError(f"model.path: {path} is not a local HF checkpoint directory (no config.json)")
     return path
 
 
@@ -97,38 +98,57 @@ def load_model(spec: ModelSpec, device: torch.device | None = None) -> LoadedMod
     In a ``bfloat16``/``float16`` run the frozen base has that dtype, the trainable tensors are float32
     and the forward autocasts to the low dtype (:mod:`cvqa_bench.models.precision`).
     """
-    from transformers import AutoProcessor, LlavaForConditionalGeneration
+    import transformers
+
+    from cvqa_bench.models.families import family_for
+    from cvqa_bench.models.inputs import ModelInputs
 
     path = model_directory(spec)
+    family = checked_family(path)
     device = device or resolve_device(spec.device)
     if device.type == "cuda" and device.index is not None:
         torch.cuda.set_device(device)  # the Trainer then trains on this device too
-    processor = AutoProcessor.from_pretrained(path, local_files_only=True)
-    processor.tokenizer.padding_side = "left"  # batched generation of a decoder-only model
-    model = LlavaForConditionalGeneration.from_pretrained(path, dtype=DTYPES[spec.dtype], local_files_only=True)
+    processor = ModelInputs.from_pretrained(path, family)  # left padding: batched generation
+    model_class = getattr(transformers, family.model_class)
+    model = model_class.from_pretrained(path, dtype=DTYPES[spec.dtype], local_files_only=True)
     if spec.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    model = make_trainable(model, spec)
+    model = make_trainable(model, spec, family_for(model))
     trainable = keep_trainables_fp32(model)
     return LoadedModel(model=model.to(device), processor=processor, source=str(path), device=device,
                        compute_dtype=compute_dtype(model), trainable_dtype=trainable)
 
 
-def make_trainable(model: torch.nn.Module, spec: ModelSpec) -> torch.nn.Module:
-    """LoRA on the language model (+ trainable projector) through peft, or full training of the LM."""
+def checked_family(path: str | Path) -> Any:
+    """The family of the checkpoint at ``path``; ConfigError (one line) for a model_type no family serves."""
+    from cvqa_bench.models.families import family_for
+    from cvqa_bench.registry import UnknownNameError
+
+    try:
+        return family_for(path)
+    except UnknownNameError as exc:
+        raise ConfigError(f"model {path}: {exc}") from None
+
+
+def make_trainable(model: torch.nn.Module, spec: ModelSpec, family: Any) -> torch.nn.Module:
+    """LoRA on the language model (+ trainable projector) through peft, or full training of the LM.
+
+    ``model.lora.target_modules`` null: the family's default, every linear layer of the language model.
+    """
+    projector = family.projector_names if spec.train_projector else ()
     if spec.lora is None:
         for name, param in model.named_parameters():
-            param.requires_grad = "language_model" in name or "lm_head" in name or (
-                spec.train_projector and PROJECTOR_MODULE in name
-            )
+            param.requires_grad = any(part in name for part in (*family.language_model_names, *projector))
         return model
     from peft import LoraConfig, get_peft_model
 
+    targets = spec.lora.target_modules
     lora = LoraConfig(
         r=spec.lora.r,
         lora_alpha=spec.lora.alpha,
         lora_dropout=spec.lora.dropout,
-        target_modules=spec.lora.target_modules,  # a regex string: plain q_proj/v_proj also hit the CLIP tower
-        modules_to_save=[PROJECTOR_MODULE] if spec.train_projector else None,
+        # a regex string: plain q_proj/v_proj would also hit the vision tower
+        target_modules=targets if targets is not None else family.lora_targets(model),
+        modules_to_save=list(projector) or None,
     )
     return get_peft_model(model, lora)

@@ -1,61 +1,29 @@
-"""Turn CoIN rows into model inputs with the processor's own chat template.
+"""Turn CoIN rows into padded model inputs: the model family encodes each row, this module batches them.
 
 Training labels cover only the assistant turns (answer tokens and the end-of-turn token); the prompt,
 the image tokens and the padding are -100. The prompt used at evaluation is exactly the prefix the
-model saw before each answer in training.
+model saw before each answer in training (``models/chat.py`` renders both with the checkpoint's chat
+template; ``models/families/`` expands the image and tokenizes). ``processor`` is a
+:class:`cvqa_bench.models.inputs.ModelInputs`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 
-IMAGE_MARKER = "<image>"
-IGNORE_INDEX = -100
-
-
-def strip_image_marker(text: str) -> str:
-    """The question text without CoIN's ``<image>`` marker (the chat template places the image)."""
-    return "\n".join(line for line in text.replace(IMAGE_MARKER, "\n").split("\n") if line.strip()).strip()
-
-
-def user_message(text: str, with_image: bool) -> dict[str, Any]:
-    """A chat-template user message holding the image (first) and the question text."""
-    content: list[dict[str, str]] = [{"type": "image"}] if with_image else []
-    content.append({"type": "text", "text": strip_image_marker(text)})
-    return {"role": "user", "content": content}
-
-
-def assistant_message(text: str) -> dict[str, Any]:
-    """A chat-template assistant message."""
-    return {"role": "assistant", "content": [{"type": "text", "text": text.strip()}]}
-
-
-def generation_prompt(processor: Any, text: str, with_image: bool) -> str:
-    """The evaluation prompt for one question, ending where the answer starts."""
-    return processor.apply_chat_template([user_message(text, with_image)], add_generation_prompt=True, tokenize=False)
-
-
-def conversation_segments(processor: Any, row: dict[str, Any]) -> list[tuple[str, bool]]:
-    """Split a training conversation into (text, is_target) pieces whose concatenation is the rendered chat."""
-    turns = row["conversations"]
-    messages: list[dict[str, Any]] = []
-    segments: list[tuple[str, bool]] = []
-    rendered = ""
-    for i in range(0, len(turns) - 1, 2):
-        messages.append(user_message(turns[i]["value"], with_image=i == 0 and row.get("image") is not None))
-        prompt = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        messages.append(assistant_message(turns[i + 1]["value"]))
-        full = processor.apply_chat_template(messages, add_generation_prompt=False, tokenize=False)
-        if not (prompt.startswith(rendered) and full.startswith(prompt)):
-            raise ValueError("the processor's chat template does not render turns as prefixes of each other")
-        segments += [(prompt[len(rendered):], False), (full[len(prompt):], True)]
-        rendered = full
-    return segments
-
+from cvqa_bench.models.chat import (  # noqa: F401  (the documented place of these names)
+    IMAGE_MARKER,
+    assistant_message,
+    conversation_segments,
+    generation_prompt,
+    strip_image_marker,
+    user_message,
+)
+from cvqa_bench.models.families.base import IGNORE_INDEX
+from cvqa_bench.models.inputs import pad_batch
 
 def _load_image(path: str) -> Image.Image:
     from cvqa_bench.data.image_cache import load_rgb  # bounded by bytes, not by count
@@ -85,16 +53,17 @@ def mean_fill(processor: Any) -> tuple[int, int, int]:
 # The batch key (and encoded-row key) of vision features computed once, in place of pixel values; the model
 # takes it through models/vision_cache.accept_vision_features.
 VISION_FEATURES = "vision_features"
+IMAGE_INPUTS = "image_inputs"  # an encoded row's image tensors (the family's, for one image)
 PIXEL_BUDGET_BYTES = 1 << 30  # pre-encoded pixels of one stage's rows kept in memory up to this
 ENCODE_CHUNK = 64  # rows per processor call when pre-encoding
 
 
 class TrainCollator:
-    """Batch CoIN training rows into ``input_ids``, ``attention_mask``, ``labels`` and ``pixel_values``.
+    """Batch CoIN training rows into ``input_ids``, ``attention_mask``, ``labels`` and the family's image kwargs.
 
-    Called with raw rows it encodes them (chat template, processor, label masking) and pads; called with
-    the items of :meth:`encode_rows` it only pads, so a stage encodes each row once instead of once per
-    batch. Both give the same tensors for the same rows.
+    Called with raw rows it encodes them (chat template, family, label masking) and pads; called with the
+    items of :meth:`encode_rows` it only pads, so a stage encodes each row once instead of once per batch.
+    Both give the same tensors for the same rows.
     """
 
     def __init__(self, processor: Any, max_length: int, pad_to_square: bool = False) -> None:
@@ -104,67 +73,63 @@ class TrainCollator:
         self.fill = mean_fill(processor)
 
     def encode_rows(self, rows: list[dict[str, Any]], keep_pixels: bool | None = None) -> list[dict[str, Any]]:
-        """Every row encoded once, in order: token ids, labels and (when they fit in memory) pixel values."""
+        """Every row encoded once, in order: token ids, labels and (when they fit in memory) image tensors."""
         encoded = [item for start in range(0, len(rows), ENCODE_CHUNK)
                    for item in self._encode(rows[start : start + ENCODE_CHUNK])]
         if keep_pixels is None:
-            sizes = [item["pixel_values"].nbytes for item in encoded if item["pixel_values"] is not None]
+            sizes = [sum(t.nbytes for t in item[IMAGE_INPUTS].values()) for item in encoded if item[IMAGE_INPUTS]]
             keep_pixels = sum(sizes) <= PIXEL_BUDGET_BYTES
         if not keep_pixels:  # recomputed per batch from the image path (decoded images are cached)
             for item in encoded:
-                item["pixel_values"] = None
+                item[IMAGE_INPUTS] = None
         return encoded
 
     def _encode(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        segments = [conversation_segments(self.processor, row) for row in rows]
-        images = [load_image(r["image"], self.pad_to_square, self.fill) for r in rows if r.get("image")]
-        # The first segment of each row holds the image marker: the processor expands it to image tokens.
-        first = self.processor(text=[s[0][0] for s in segments], images=images or None, add_special_tokens=True)
-        rest = [text for s in segments for text, _ in s[1:]]
-        rest_ids = iter(self.processor.tokenizer(rest, add_special_tokens=False)["input_ids"] if rest else [])
-        pixels = iter(first["pixel_values"] if images else [])
+        images = [load_image(r["image"], self.pad_to_square, self.fill) if r.get("image") else None for r in rows]
         out = []
-        for row, row_segments, first_ids in zip(rows, segments, first["input_ids"]):
-            ids, labels = list(first_ids), [IGNORE_INDEX] * len(first_ids)
-            for _, is_target in row_segments[1:]:
-                piece = next(rest_ids)
-                ids += piece
-                labels += piece if is_target else [IGNORE_INDEX] * len(piece)
-            if len(first_ids) > self.max_length:
-                raise ValueError(f"prompt of {len(first_ids)} tokens exceeds train.max_length={self.max_length}")
-            out.append({"encoded_row": True, "id": row.get("id"),
-                        "input_ids": ids[: self.max_length], "labels": labels[: self.max_length],
-                        "image": row.get("image"), "pixel_values": next(pixels) if row.get("image") else None})
+        for row, enc in zip(rows, self.processor.encode(rows, images, for_training=True)):
+            prompt = next((i for i, label in enumerate(enc.labels) if label != IGNORE_INDEX), len(enc.labels))
+            if prompt > self.max_length:
+                raise ValueError(f"prompt of {prompt} tokens exceeds train.max_length={self.max_length}")
+            out.append({"encoded_row": True, "id": row.get("id"), "input_ids": enc.input_ids[: self.max_length],
+                        "labels": enc.labels[: self.max_length], "image": row.get("image"), IMAGE_INPUTS: enc.image})
         return out
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        from cvqa_bench.models.families.base import EncodedRow
+
         items = rows if rows and rows[0].get("encoded_row") else self._encode(rows)
-        pad_id = self.processor.tokenizer.pad_token_id
-        width = max(len(item["input_ids"]) for item in items)
-        batch = {
-            "input_ids": torch.tensor([it["input_ids"] + [pad_id] * (width - len(it["input_ids"])) for it in items]),
-            "attention_mask": torch.tensor([[1] * len(it["input_ids"]) + [0] * (width - len(it["input_ids"]))
-                                            for it in items]),
-            "labels": torch.tensor([it["labels"] + [IGNORE_INDEX] * (width - len(it["labels"])) for it in items]),
-        }
+        batch = pad_batch([EncodedRow(it["input_ids"], it["labels"]) for it in items],
+                          self.processor.tokenizer.pad_token_id, "right", IGNORE_INDEX)
+        batch.update(self.processor.family.text_inputs(batch["input_ids"]))
         with_image = [it for it in items if it["image"]]
         if with_image and all(it.get(VISION_FEATURES) is not None for it in with_image):
-            batch[VISION_FEATURES] = torch.stack([it[VISION_FEATURES] for it in with_image])  # train_features.py
+            # train_features.py: the features in place of the pixels; the rows keep only sizes and grids
+            batch.update(self.processor.family.collate_images([it[IMAGE_INPUTS] for it in with_image]))
+            batch[VISION_FEATURES] = [it[VISION_FEATURES] for it in with_image]
         elif with_image:
-            batch["pixel_values"] = self.pixel_values(with_image)
+            batch.update(self.image_inputs(with_image))
         return batch
 
-    def pixel_values(self, items: list[dict[str, Any]]) -> torch.Tensor:
-        """The pixel values of encoded rows with an image: those kept by :meth:`encode_rows`, else made again."""
-        if any(it["pixel_values"] is None for it in items):
-            images = [load_image(it["image"], self.pad_to_square, self.fill) for it in items]
-            return self.processor.image_processor(images, return_tensors="pt")["pixel_values"]
-        return torch.as_tensor(np.stack([it["pixel_values"] for it in items]))
+    def image_inputs(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """The batch image kwargs of encoded rows with an image: those kept by :meth:`encode_rows`, else made again."""
+        if any(it[IMAGE_INPUTS] is None for it in items):
+            return self.processor.image_inputs([self.image(it) for it in items])
+        return self.processor.family.collate_images([it[IMAGE_INPUTS] for it in items])
+
+    def image(self, item: dict[str, Any]) -> Image.Image:
+        """An encoded row's image, padded or cropped as the rows were encoded."""
+        return load_image(item["image"], self.pad_to_square, self.fill)
 
 
-def encode_prompts(processor: Any, rows: list[dict[str, Any]], pad_to_square: bool = False) -> Any:
-    """Left-padded generation inputs for a batch of CoIN test rows."""
+def encode_prompts(processor: Any, rows: list[dict[str, Any]], pad_to_square: bool = False) -> dict[str, torch.Tensor]:
+    """Left-padded generation inputs for a batch of CoIN test rows, with the family's image kwargs."""
     fill = mean_fill(processor)
-    prompts = [generation_prompt(processor, r["text"], r.get("image") is not None) for r in rows]
-    images = [load_image(r["image"], pad_to_square, fill) for r in rows if r.get("image")]
-    return processor(text=prompts, images=images or None, padding=True, return_tensors="pt")
+    images = [load_image(r["image"], pad_to_square, fill) if r.get("image") else None for r in rows]
+    encoded = processor.encode(rows, images, for_training=False)
+    batch = pad_batch(encoded, processor.tokenizer.pad_token_id, "left", IGNORE_INDEX)
+    batch.update(processor.family.text_inputs(batch["input_ids"]))
+    with_image = [enc.image for enc in encoded if enc.image is not None]
+    if with_image:
+        batch.update(processor.family.collate_images(with_image))
+    return batch

@@ -1,4 +1,6 @@
-"""The tiny offline LLaVA: built from ``configs/models/tiny.yaml``, saved once as a llava-hf directory.
+"""Tiny offline checkpoints of every model family: built from ``configs/models/tiny*.yaml`` (``family:``, default
+llava), saved once as a real HF folder (config.json, model.safetensors, a locally trained tokenizer with the
+family's special tokens, preprocessor_config.json, the chat template).
 
 Nothing here is used by training or evaluation directly: the tiny model is materialised into a cache
 folder with ``save_pretrained`` and then loaded through the same ``from_pretrained`` path as a real
@@ -18,24 +20,9 @@ from typing import Any
 from cvqa_bench.config import read_yaml
 from cvqa_bench.config.base import cache_root as default_cache_root
 
-# The LLaVA-1.5 conversation ("USER: <image>\n{q} ASSISTANT: {a}</s>"), as a chat template, because a
-# locally built tokenizer has none. A rendered assistant turn extends the generation prompt exactly.
-CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if message['role'] == 'user' %}USER: "
-    "{% for item in message['content'] %}"
-    "{% if item['type'] == 'image' %}<image>\n{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}"
-    "{% endfor %} "
-    "{% else %}ASSISTANT: {% for item in message['content'] %}{{ item['text'] }}{% endfor %}</s>"
-    "{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
-)
-SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>", "<image>"]
-
 
 def tiny_model_dir(config_path: str | Path, cache_root: Path | None = None) -> Path:
-    """Build the tiny model described by ``config_path`` once and return its llava-hf directory."""
+    """Build the tiny model described by ``config_path`` once and return its checkpoint folder."""
     config_path = Path(config_path)
     spec = read_yaml(config_path)
     corpus = _tokenizer_corpus()
@@ -47,9 +34,10 @@ def tiny_model_dir(config_path: str | Path, cache_root: Path | None = None) -> P
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        model, processor = build_tiny_model(spec, corpus)
+        model, processor_parts = build_tiny_model(spec, corpus)
         model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
+        for part in processor_parts:
+            part.save_pretrained(tmp)
         (tmp / "DONE").write_text(key + "\n")
         try:
             os.replace(tmp, target)
@@ -67,55 +55,48 @@ def _tokenizer_corpus() -> list[str]:
     return sorted(set(corpus())) + ["USER: ASSISTANT: A chat between a curious human and an assistant."]
 
 
-def build_tiny_model(spec: dict[str, Any], corpus: list[str]) -> tuple[Any, Any]:
-    """A random-init ``LlavaForConditionalGeneration`` and its ``LlavaProcessor`` from a tiny spec."""
+def build_tiny_model(spec: dict[str, Any], corpus: list[str]) -> tuple[Any, list[Any]]:
+    """A random-init model of the spec's family (``family:``, default ``llava``) and what saves its processor:
+    HF's wrapper where it loads here, else the tokenizer (holding the chat template) and the image processor."""
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import (
-        CLIPImageProcessorPil,
-        CLIPVisionConfig,
-        LlamaConfig,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-        LlavaProcessor,
-        PreTrainedTokenizerFast,
-    )
 
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=spec["tokenizer"]["vocab_size"], show_progress=False, special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator(corpus, trainer)
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))])
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
-        extra_special_tokens=["<image>"], padding_side="left",
-    )
-    size = spec["image_size"]
-    image_processor = CLIPImageProcessorPil(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
-    processor = LlavaProcessor(
-        image_processor=image_processor, tokenizer=tokenizer, patch_size=spec["patch_size"],
-        vision_feature_select_strategy="default", num_additional_image_tokens=1, chat_template=CHAT_TEMPLATE,
-    )
-    vision = CLIPVisionConfig(image_size=size, patch_size=spec["patch_size"], **spec["vision"])
-    text = LlamaConfig(
-        vocab_size=len(tokenizer), num_key_value_heads=spec["text"]["num_attention_heads"],
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, **spec["text"],
-    )
-    config = LlavaConfig(
-        vision_config=vision, text_config=text, image_token_index=processor.image_token_id,
-        image_seq_length=(size // spec["patch_size"]) ** 2, vision_feature_select_strategy="default",
-        vision_feature_layer=-1,
-    )
+    from cvqa_bench.models.families import families
+
+    family = families.get(spec.get("family", "llava"))
+    tokenizer = train_tokenizer(family.tiny_tokens, spec["tokenizer"]["vocab_size"], corpus)
+    image_processor = family.tiny_image_processor(spec)
+    config = family.tiny_config(spec, tokenizer)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec["seed"])
-        model = LlavaForConditionalGeneration(config)
+        model = family.new_model(config)
     gen = model.generation_config
     gen.pad_token_id, gen.eos_token_id, gen.bos_token_id = (
         tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.bos_token_id
     )
-    return model, processor
+    processor = family.tiny_processor(image_processor, tokenizer, family.tiny_chat_template, config)
+    if processor is not None:
+        return model, [processor]
+    tokenizer.chat_template = family.tiny_chat_template
+    return model, [tokenizer, image_processor]
+
+
+def train_tokenizer(tokens: Any, vocab_size: int, corpus: list[str]) -> Any:
+    """A byte-level BPE tokenizer trained on ``corpus`` with a family's special tokens (``TinyTokens``)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    special = list(dict.fromkeys(t for t in (tokens.pad, tokens.bos, tokens.eos, tokens.unk, tokens.image,
+                                              *tokens.extra) if t))
+    tok = Tokenizer(models.BPE(unk_token=tokens.unk))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False, special_tokens=special,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(corpus, trainer)
+    if tokens.bos:  # LLaMA-style tokenizers start every text with BOS; Qwen-style ones add nothing
+        tok.post_processor = processors.TemplateProcessing(single=f"{tokens.bos} $A",
+                                                           special_tokens=[(tokens.bos, tok.token_to_id(tokens.bos))])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token=tokens.bos, eos_token=tokens.eos, pad_token=tokens.pad, unk_token=tokens.unk,
+        extra_special_tokens=[tokens.image, *tokens.extra], padding_side="left",
+    )

@@ -1,13 +1,15 @@
-"""Frozen vision features computed once: the vision tower's output at the configured feature layer, per image.
+"""Frozen vision features computed once: the projector's input, per image.
 
 With a frozen vision tower (LoRA + projector training, full training of the language model) the
-selected vision features of a test image are the same at every stage; only the projector and the
-language model change. They are computed through HF's own ``get_image_features`` (the projector's input
-is captured, so the layer choice and CLS handling are HF's), stored as one safetensors file per image
-under ``<cache>/vision/<key>/``, and each stage projects them with its current projector and generates
-with ``mm_encoder_outputs``, which ``generate`` accepts as pre-encoded image features. ``<key>`` hashes
-the vision tower's weights, the feature layer and selection, the image processor's settings and the
-dtype; a file's name is the image's byte hash plus its preprocessing (pad or crop). A batch's missing
+vision features of a test image are the same at every stage; only the projector and the language model
+change. The model family computes them through HF's own ``get_image_features`` (the projector's input is
+captured, so the layer choice, CLS handling and tiling are HF's; ``ModelFamily.vision_features``); they
+are stored as one safetensors file per image under ``<cache>/vision/<key>/``, and each stage projects them
+with its current projector (``ModelFamily.encoder_outputs``) and generates with ``mm_encoder_outputs``,
+which ``generate`` accepts as pre-encoded image features. A family that cannot cache says why
+(``ModelFamily.no_vision_cache``). ``<key>`` hashes the vision tower's weights, the family's feature
+settings, the image processor's settings and the dtype; a file's name is the image's byte hash plus its
+preprocessing (pad or crop). A batch's missing
 features are computed for the whole batch, as the uncached path computes them, so a cold cache gives
 the same numbers as no cache. Training on features computed once (``models/train_features.py``) uses the
 same selection and the forward hook :func:`accept_vision_features`.
@@ -32,13 +34,12 @@ from cvqa_bench.models.prompting import VISION_FEATURES
 MEMORY_BYTES = 1 << 30  # features kept in memory besides the files
 
 
-def llava_core(model: torch.nn.Module) -> torch.nn.Module:
-    """The ``LlavaModel`` inside a (peft-wrapped) ``LlavaForConditionalGeneration``."""
-    for module in model.modules():
-        children = dict(module.named_children())
-        if "vision_tower" in children and "multi_modal_projector" in children:
-            return module
-    raise ValueError("not a LLaVA model: no module holds both vision_tower and multi_modal_projector")
+def family_parts(model: torch.nn.Module) -> tuple[Any, Any]:
+    """The model's family and its parts (vision tower, projector, language model, the core holding them)."""
+    from cvqa_bench.models.families import family_for
+
+    family = family_for(model)
+    return family, family.modules(model)
 
 
 def image_key(path: str, pad_to_square: bool) -> str:
@@ -48,18 +49,16 @@ def image_key(path: str, pad_to_square: bool) -> str:
 
 def tower_is_frozen(model: torch.nn.Module) -> bool:
     """True when no tensor of the vision tower is trainable (its outputs cannot change between stages)."""
-    return not any(p.requires_grad for p in llava_core(model).vision_tower.parameters())
+    return not any(p.requires_grad for p in family_parts(model)[1].vision_tower.parameters())
 
 
 class VisionFeatureCache:
     """Selected vision features by image key, on disk (safetensors) and in a bounded memory cache."""
 
     def __init__(self, model: torch.nn.Module, processor: Any, folder: Path) -> None:
-        self.core = llava_core(model)
-        config = self.core.config
+        self.family, self.parts = family_parts(model)
         settings = {
-            "tower": tensors_fingerprint(self.core.vision_tower.state_dict().items()),
-            "layer": config.vision_feature_layer, "select": config.vision_feature_select_strategy,
+            "tower": tensors_fingerprint(self.parts.vision_tower.state_dict().items()), **self.family.cache_settings(),
             "image_processor": json.dumps(processor.image_processor.to_dict(), sort_keys=True, default=str),
         }
         self.key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:24]
@@ -98,70 +97,47 @@ class VisionFeatureCache:
         tmp.replace(path)
         self._remember(image_key, tensor)
 
-    def features(self, image_keys: list[str], pixels: Callable[[], torch.Tensor]) -> torch.Tensor:
-        """The selected features of a batch's images, ``[n_images, patches, width]``.
+    def features(self, image_keys: list[str], image_inputs: Callable[[], dict[str, torch.Tensor]]) -> list[torch.Tensor]:
+        """The vision features of a batch's images, one tensor per image.
 
-        When any is missing, ``pixels()`` gives the batch's pixel values and the whole batch goes
+        When any is missing, ``image_inputs()`` gives the batch's image kwargs and the whole batch goes
         through the tower (the caller holds the model's autocast context, as ``generate`` would).
         """
-        device = next(self.core.multi_modal_projector.parameters()).device
+        device = next(self.parts.projector.parameters()).device
         found = [self._get(k, device) for k in image_keys]
         if all(f is not None for f in found):
             self.loaded += len(image_keys)
-            return torch.stack(found)  # type: ignore[arg-type]
-        selected = selected_features(self.core, pixels().to(device))
-        for key, tensor, hit in zip(image_keys, selected, found):
+            return found  # type: ignore[return-value]
+        computed = self.family.vision_features(self.parts, {k: v.to(device) for k, v in image_inputs().items()})
+        for key, tensor, hit in zip(image_keys, computed, found):
             if hit is None:
                 self._put(key, tensor.detach().cpu().clone())
                 self.computed += 1
-        return selected
+        return computed
 
-    def encoder_outputs(self, selected: torch.Tensor) -> dict[str, Any]:
-        """``mm_encoder_outputs`` for ``generate``: the features through the current projector, one per image."""
-        return projected_outputs(self.core, selected)
-
-
-def selected_features(core: torch.nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
-    """The projector's input when HF's ``get_image_features`` of the ``LlavaModel`` ``core`` runs on
-    ``pixel_values``: the tower's output at the configured layer, CLS handled as HF does."""
-    captured: list[torch.Tensor] = []
-
-    def keep_input(_module: torch.nn.Module, args: tuple[Any, ...]) -> None:
-        captured.append(args[0])
-
-    handle = core.multi_modal_projector.register_forward_pre_hook(keep_input)
-    try:
-        core.get_image_features(pixel_values=pixel_values.to(next(core.vision_tower.parameters()).dtype))
-    finally:
-        handle.remove()
-    return captured[0].detach()
-
-
-def projected_outputs(core: torch.nn.Module, selected: torch.Tensor) -> dict[str, Any]:
-    """HF's ``mm_encoder_outputs``: selected vision features through ``core``'s current projector, one per image."""
-    from transformers.modeling_outputs import BaseModelOutputWithPooling
-
-    projected = core.multi_modal_projector(selected)
-    return {"image": BaseModelOutputWithPooling(pooler_output=list(projected))}
+    def encoder_outputs(self, features: list[torch.Tensor], image_inputs: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """``mm_encoder_outputs`` for ``generate``: the features through the current projector."""
+        return self.family.encoder_outputs(self.family.modules(self.parts.core), features, image_inputs)
 
 
 def accept_vision_features(model: torch.nn.Module) -> None:
-    """Let ``model(...)`` take ``vision_features`` (selected features, as cached) in place of ``pixel_values``.
+    """Let ``model(...)`` take ``vision_features`` (per-image features, as cached) in place of ``pixel_values``.
 
-    A forward pre-hook on the ``LlavaModel`` projects them with the projector in place at call time and
-    passes them on as HF's ``mm_encoder_outputs``. It runs inside the model's forward, so the Trainer's
+    A forward pre-hook on the family's core module projects them with the projector in place at call time
+    and passes them on as HF's ``mm_encoder_outputs``. It runs inside the model's forward, so the Trainer's
     autocast, DDP and a method's second forward with other weights (LwF's teacher) see the usual graph:
     the projector's gradient is the same as with pixels. Installing it twice is a no-op.
     """
-    core = llava_core(model)
+    family, parts = family_parts(model)
+    core = parts.core  # the projector is looked up at call time: a method may have replaced it since
     if getattr(core, "_cvqa_accepts_features", False):
         return
 
     def features_to_encoder_outputs(module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
                                     ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        selected = kwargs.pop(VISION_FEATURES, None)
-        if selected is not None:
-            kwargs["mm_encoder_outputs"] = projected_outputs(module, selected)
+        features = kwargs.pop(VISION_FEATURES, None)
+        if features is not None:
+            kwargs["mm_encoder_outputs"] = family.encoder_outputs(family.modules(module), features, kwargs)
         return args, kwargs
 
     core.register_forward_pre_hook(features_to_encoder_outputs, with_kwargs=True)

@@ -1,4 +1,4 @@
-"""A stage in the formats other tools load: PEFT adapter folders and the non-LoRA tensors in llava-hf names.
+"""A stage in the formats other tools load: PEFT adapter folders and the non-LoRA tensors in the HF model's names.
 
 Written into the stage folder beside ``weights.safetensors`` (before DONE.json seals the stage's files)::
 
@@ -6,8 +6,8 @@ Written into the stage folder beside ``weights.safetensors`` (before DONE.json s
                              written by peft's own ``save_pretrained`` (LoRA and the trainable projector)
     adapters/<group>/        a method that evaluates tasks with other weights (LLaCA's parameter groups):
                              one PEFT adapter per distinct set of weights, and routing.json (task → group)
-    non_lora.safetensors     the trainable tensors that are not LoRA (the projector) under their llava-hf
-                             names, e.g. ``model.multi_modal_projector.linear_1.weight``
+    non_lora.safetensors     the trainable tensors that are not LoRA (the projector) under their names in
+                             the HF model, e.g. ``model.multi_modal_projector.linear_1.weight`` (LLaVA)
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def is_peft(model: torch.nn.Module) -> bool:
 
 
 def llava_name(name: str) -> str:
-    """A trainable tensor's name in the plain llava-hf model (peft's prefix and wrapper removed)."""
+    """A trainable tensor's name in the plain HF model (peft's prefix and wrapper removed)."""
     return name.removeprefix("base_model.model.").replace(".modules_to_save.default.", ".")
 
 

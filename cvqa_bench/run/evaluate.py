@@ -45,11 +45,13 @@ def length_order(processor: Any, rows: list[dict[str, Any]]) -> list[int]:
 
 @dataclass
 class EncodedBatch:
-    """One batch's generation inputs without pixels: ids, mask, and the key of each image (byte hash + aspect)."""
+    """One batch's generation inputs without pixels: ids, mask, the key of each image (byte hash + aspect) and
+    the family's other image tensors (sizes, grids)."""
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     image_keys: list[str]
+    image_meta: dict[str, torch.Tensor]
 
 
 class EvalInputs:
@@ -70,22 +72,24 @@ class EvalInputs:
         """The first row of every batch."""
         return range(0, len(self.rows), self.batch_size)
 
-    def batch(self, start: int) -> tuple[EncodedBatch, torch.Tensor | None]:
-        """The encoded batch starting at row ``start``, and its pixel values when they were just computed."""
+    def batch(self, start: int) -> tuple[EncodedBatch, dict[str, torch.Tensor] | None]:
+        """The encoded batch starting at row ``start``, and its image kwargs when they were just computed."""
         if start in self.encoded:
             return self.encoded[start], None
         rows = self.rows[start : start + self.batch_size]
         enc = encode_prompts(self.processor, rows, self.pad_to_square)
         keys = [image_key(r["image"], self.pad_to_square) for r in rows if r.get("image")]
-        self.encoded[start] = EncodedBatch(enc["input_ids"], enc["attention_mask"], keys)
-        return self.encoded[start], enc.get("pixel_values")
+        images = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask")}
+        meta = {k: v for k, v in images.items() if k not in self.processor.family.pixel_keys}
+        self.encoded[start] = EncodedBatch(enc["input_ids"], enc["attention_mask"], keys, meta)
+        return self.encoded[start], images or None
 
-    def pixels(self, start: int) -> torch.Tensor:
-        """The pixel values of the batch starting at ``start`` (the processor's own image preprocessing)."""
+    def pixels(self, start: int) -> dict[str, torch.Tensor]:
+        """The image kwargs of the batch starting at ``start`` (the family's own image preprocessing)."""
         fill = mean_fill(self.processor)
         rows = self.rows[start : start + self.batch_size]
-        images = [load_image(r["image"], self.pad_to_square, fill) for r in rows if r.get("image")]
-        return self.processor.image_processor(images, return_tensors="pt")["pixel_values"]
+        return self.processor.image_inputs([load_image(r["image"], self.pad_to_square, fill)
+                                            for r in rows if r.get("image")])
 
 
 @torch.no_grad()
@@ -122,11 +126,15 @@ def generate_predictions(
             kwargs: dict[str, Any] = {"input_ids": enc.input_ids.to(device),
                                       "attention_mask": enc.attention_mask.to(device)}
             with autocast_for(model):  # outside the Trainer's autocast; a no-op for a float32 model
+                kwargs.update({k: v.to(device) for k, v in enc.image_meta.items()})
                 if enc.image_keys and vision is not None:
                     get = (lambda p=pixels, s=start: p if p is not None else inputs.pixels(s))
-                    kwargs["mm_encoder_outputs"] = vision.encoder_outputs(vision.features(enc.image_keys, get))
+                    features = vision.features(enc.image_keys, get)
+                    kwargs["mm_encoder_outputs"] = vision.encoder_outputs(features, kwargs)
                 elif enc.image_keys:
-                    kwargs["pixel_values"] = (pixels if pixels is not None else inputs.pixels(start)).to(device, dtype)
+                    images = pixels if pixels is not None else inputs.pixels(start)
+                    kwargs.update({k: v.to(device, dtype) if v.is_floating_point() else v.to(device)
+                                   for k, v in images.items()})
                 out = model.generate(
                     **kwargs,
                     max_new_tokens=max_new_tokens,

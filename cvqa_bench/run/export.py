@@ -1,11 +1,12 @@
-"""``cvqa export``: one stage of a run as a llava-hf model folder that ``from_pretrained`` loads offline.
+"""``cvqa export``: one stage of a run as an HF model folder that ``from_pretrained`` loads offline (every family:
+``AutoModelForImageTextToText``).
 
 The stage's PEFT adapter (``run/adapters.py``) is applied to the run's base model with peft's own
 ``PeftModel.from_pretrained``. With ``merge`` the LoRA weights are merged in and the folder is a plain
-llava-hf checkpoint; without it the folder holds the base model and the adapter beside it
+checkpoint of the base model's class; without it the folder holds the base model and the adapter beside it
 (``adapter_config.json`` names the folder itself as the base), which transformers' PEFT integration
-attaches on ``LlavaForConditionalGeneration.from_pretrained``. The processor (tokenizer, image processor,
-chat template) is saved with it. A full-parameter run has no adapter: its trained tensors are written
+attaches on ``AutoModelForImageTextToText.from_pretrained``. The base checkpoint's processor files (tokenizer,
+image processor, chat template) are copied with it. A full-parameter run has no adapter: its trained tensors are written
 into the base model.
 """
 
@@ -26,7 +27,7 @@ ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
 def export_stage(run_dir: Path, stage: int, out: Path, *, merge: bool = False, task: str | None = None) -> Path:
-    """Write stage ``stage`` (1-based) of ``run_dir`` as a llava-hf folder ``out``; ``task`` picks the adapter
+    """Write stage ``stage`` (1-based) of ``run_dir`` as an HF checkpoint folder ``out``; ``task`` picks the adapter
     that task is evaluated with (LLaCA's groups). Checks everything before writing; returns ``out``."""
     run, out = RunDir(Path(run_dir)), Path(out)
     if not run.config.is_file():
@@ -57,16 +58,17 @@ def export_stage(run_dir: Path, stage: int, out: Path, *, merge: bool = False, t
 
 
 def _stage_model(config: RunConfig, stage_dir: Path, adapter: Path, merge: bool) -> tuple[Any, Any]:
-    from transformers import AutoProcessor, LlavaForConditionalGeneration
+    import transformers
 
-    from cvqa_bench.models.load import DTYPES, model_directory
+    from cvqa_bench.models.inputs import ModelInputs
+    from cvqa_bench.models.load import DTYPES, checked_family, model_directory
     from cvqa_bench.run.checkpoint import load_tensors
 
     base_dir = model_directory(config.model)
-    processor = AutoProcessor.from_pretrained(base_dir, local_files_only=True)
-    processor.tokenizer.padding_side = "left"  # batched generation, as the run evaluated
-    model = LlavaForConditionalGeneration.from_pretrained(base_dir, dtype=DTYPES[config.model.dtype],
-                                                          local_files_only=True)
+    family = checked_family(base_dir)
+    processor = ModelInputs.from_pretrained(base_dir, family)
+    model = getattr(transformers, family.model_class).from_pretrained(base_dir, dtype=DTYPES[config.model.dtype],
+                                                                      local_files_only=True)
     if config.model.lora is None:  # full-parameter training: the trained tensors carry the model's own names
         missing = set(load_tensors(stage_dir / "weights.safetensors")) - set(model.state_dict())
         if missing:

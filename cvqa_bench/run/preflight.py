@@ -38,7 +38,7 @@ def check_run(config: RunConfig, tasks: list[Any], method_cls: type, options: An
     except ValueError as exc:
         raise ConfigError(f"method {config.method.name!r} options: {exc}") from exc
     model_dir = model_directory(config.model)
-    if config.model.lora is not None:
+    if config.model.lora is not None and config.model.lora.target_modules is not None:
         check_lora_targets(model_dir, config.model.lora.target_modules)
     check_prompt_lengths(model_dir, tasks, config.train.max_length)
     return model_dir
@@ -47,7 +47,9 @@ def check_run(config: RunConfig, tasks: list[Any], method_cls: type, options: An
 def check_lora_targets(model_dir: Path, pattern: str) -> None:
     """``pattern`` (peft's ``re.fullmatch`` on module names) matches at least one adaptable layer."""
     import torch
-    from transformers import AutoConfig, LlavaForConditionalGeneration
+    from transformers import AutoConfig
+
+    from cvqa_bench.models.load import checked_family
 
     try:
         regex = re.compile(pattern)
@@ -55,7 +57,7 @@ def check_lora_targets(model_dir: Path, pattern: str) -> None:
         raise ConfigError(f"model.lora.target_modules {pattern!r}: not a valid regex ({exc})") from exc
     config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
     with torch.device("meta"):
-        model = LlavaForConditionalGeneration(config)
+        model = checked_family(model_dir).new_model(config)
     layers = (torch.nn.Linear, torch.nn.Embedding, torch.nn.Conv1d, torch.nn.Conv2d)
     matched = [(n, m) for n, m in model.named_modules() if n and regex.fullmatch(n)]
     if not matched:
@@ -70,10 +72,11 @@ def check_lora_targets(model_dir: Path, pattern: str) -> None:
 def check_prompt_lengths(model_dir: Path, tasks: list[Any], max_length: int) -> None:
     """The folder has a chat template, and the first prompt (with its image tokens) of every training row fits
     in ``max_length`` tokens."""
-    from transformers import AutoProcessor
+    from cvqa_bench.models.inputs import ModelInputs
+    from cvqa_bench.models.load import checked_family
 
-    processor = AutoProcessor.from_pretrained(model_dir, local_files_only=True)
-    if not getattr(processor, "chat_template", None):
+    processor = ModelInputs.from_pretrained(model_dir, checked_family(model_dir))
+    if not getattr(processor.tokenizer, "chat_template", None):
         raise ConfigError(f"{model_dir}: the checkpoint has no chat template (no chat_template.jinja or "
                           "chat_template.json, none in tokenizer_config.json), which builds every prompt; "
                           "add the model's own, as llava-hf checkpoints and `cvqa assemble` do")
@@ -107,8 +110,9 @@ def _prompt_lengths(processor: Any, rows: list[dict[str, Any]]) -> list[int]:
     with_image = next((i for i, r in enumerate(rows) if r.get("image") is not None), None)
     if with_image is None:
         return counts
-    # The processor expands the image marker to a fixed number of tokens (images are resized first).
-    full = processor(text=[prompts[with_image]], images=[load_image(rows[with_image]["image"])],
-                     add_special_tokens=True)["input_ids"][0]
+    # The family expands the image to its tokens: a fixed number for one image size (that of the first row
+    # with an image; families with dynamic resolution or tiles can differ per image size).
+    row = {"text": rows[with_image]["conversations"][0]["value"]}
+    full = processor.encode([row], [load_image(rows[with_image]["image"])], for_training=False)[0].input_ids
     extra = len(full) - counts[with_image]
     return [c + (extra if r.get("image") is not None else 0) for c, r in zip(counts, rows)]

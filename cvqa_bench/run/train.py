@@ -32,7 +32,6 @@ from cvqa_bench.run.logs import LOGGER
 from cvqa_bench.run.signals import NO_INTERRUPT, InterruptFlag
 from cvqa_bench.run.trackers import tensorboard_dir
 from cvqa_bench.methods.base import Method, StepContext, TaskInfo, Trainables
-from cvqa_bench.models.load import PROJECTOR_MODULE
 from cvqa_bench.models.precision import compute_dtype
 from cvqa_bench.models.prompting import TrainCollator
 from cvqa_bench.models.train_features import attach_vision_features, repeats_images, rows_drawn
@@ -145,10 +144,13 @@ def kv_cache_off(model: torch.nn.Module) -> Iterator[None]:
 
 def build_optimizer(model: torch.nn.Module, spec: TrainSpec) -> torch.optim.Optimizer:
     """AdamW over the trainable tensors, with the projector in its own group when ``projector_lr`` is set."""
+    from cvqa_bench.models.families import family_for
+
+    names = family_for(model).projector_names
     projector, rest = [], []
     for name, param in model.named_parameters():
         if param.requires_grad:
-            (projector if PROJECTOR_MODULE in name and spec.projector_lr else rest).append(param)
+            (projector if any(part in name for part in names) and spec.projector_lr else rest).append(param)
     groups = [{"params": rest, "lr": spec.lr}]
     if projector:
         groups.append({"params": projector, "lr": spec.projector_lr})

@@ -143,9 +143,11 @@ def test_a_forward_pass_with_an_image_matches_the_image_token_count(assembled: d
 def test_training_labels_are_exactly_the_answers_with_the_llama_tokenizer(
     assembled: dict[str, Any], tmp_path: Path
 ) -> None:
+    from cvqa_bench.models.families import family_for
+    from cvqa_bench.models.inputs import ModelInputs
     from cvqa_bench.models.prompting import IGNORE_INDEX, TrainCollator
 
-    processor = assembled["processor"]
+    processor = ModelInputs.from_pretrained(assembled["out"], family_for(assembled["out"]))  # as a run loads it
     image = tmp_path / "cover.jpg"
     Image.new("RGB", (40, 30), (10, 120, 30)).save(image)
     rows = [

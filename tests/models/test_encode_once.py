@@ -24,8 +24,8 @@ def rows():
 def test_pre_encoded_batches_equal_per_batch_collation(processor, rows):
     collator = TrainCollator(processor, 512)
     kept, dropped = collator.encode_rows(rows), collator.encode_rows(rows, keep_pixels=False)
-    assert all(item["pixel_values"] is not None for item in kept)
-    assert all(item["pixel_values"] is None for item in dropped)
+    assert all(item["image_inputs"]["pixel_values"] is not None for item in kept)
+    assert all(item["image_inputs"] is None for item in dropped)
     for batch in ([rows[i] for i in (3, 50, 0, 41, 7)], rows[:16], rows[60:]):  # mixed tasks and lengths
         indices = [rows.index(r) for r in batch]
         expected = collator(batch)
@@ -45,7 +45,7 @@ def test_encoded_row_is_its_rendered_conversation_with_answer_labels(processor, 
     n_prompt = len(item["input_ids"]) - len(answer_ids)
     assert item["input_ids"][n_prompt:] == answer_ids
     assert item["labels"] == [IGNORE_INDEX] * n_prompt + answer_ids  # only the answer is learned
-    image_token = processor.tokenizer.convert_tokens_to_ids(processor.image_token)
+    image_token = processor.tokenizer.convert_tokens_to_ids("<image>")
     assert item["input_ids"].count(image_token) == 16  # 32 px image, 8 px patches, CLS dropped
 
 

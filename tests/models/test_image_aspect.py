@@ -30,10 +30,12 @@ LEFT, RIGHT = (220, 30, 30), (30, 60, 200)
 
 @pytest.fixture(scope="module")
 def processor() -> Any:
-    """The tiny offline model's processor (a CLIP image processor, 32x32 input)."""
-    from transformers import AutoProcessor
+    """The tiny offline model's processor as a run loads it (a CLIP image processor, 32x32 input)."""
+    from cvqa_bench.models.families import family_for
+    from cvqa_bench.models.inputs import ModelInputs
 
-    return AutoProcessor.from_pretrained(model_directory(ModelSpec()), local_files_only=True)
+    folder = model_directory(ModelSpec())
+    return ModelInputs.from_pretrained(folder, family_for(folder))
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from tiny_lora import tiny_with_lora
 from cvqa_bench.bench.common import load_task_rows
 from cvqa_bench.models.prompting import TrainCollator
 from cvqa_bench.models.train_features import attach_vision_features, repeats_images, rows_drawn
-from cvqa_bench.models.vision_cache import llava_core
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +46,7 @@ def test_features_give_the_pixels_loss_and_gradients(loaded, rows):
     with_pixels = collator.encode_rows(rows)
     with_features = collator.encode_rows(rows)
     assert attach_vision_features(with_features, collator, model)
-    assert all(it["pixel_values"] is None and it["vision_features"] is not None for it in with_features)
+    assert all("pixel_values" not in it["image_inputs"] and it["vision_features"] is not None for it in with_features)
     for indices in ([0, 5, 9, 13], list(range(8, 24))):  # batches unlike the feature chunk (all 24 at once)
         pixels_batch = collator([with_pixels[i] for i in indices])
         features_batch = collator([with_features[i] for i in indices])
@@ -69,7 +68,7 @@ def test_the_projector_in_place_at_call_time_is_used(loaded, rows):
     pixels_batch = collator(items)
     attach_vision_features(items, collator, model)
     features_batch = collator(items)
-    projector = llava_core(model).multi_modal_projector
+    projector = loaded.processor.family.modules(model).projector
     saved = {k: v.clone() for k, v in projector.state_dict().items()}
     try:
         with torch.no_grad():
@@ -90,7 +89,7 @@ def test_each_distinct_image_goes_through_the_tower_once(loaded, rows):
     def count_images(_module, args, kwargs):
         seen.append(len(args[0] if args else kwargs["pixel_values"]))
 
-    handle = llava_core(loaded.model).vision_tower.register_forward_pre_hook(count_images, with_kwargs=True)
+    handle = loaded.processor.family.modules(loaded.model).vision_tower.register_forward_pre_hook(count_images, with_kwargs=True)
     try:
         assert attach_vision_features(items, collator, loaded.model)
     finally:
@@ -104,5 +103,5 @@ def test_over_the_memory_budget_the_rows_keep_their_pixels(loaded, rows):
     items = collator.encode_rows(rows[:6])
     one_image = 16 * 64 * 4  # tiny model: 16 patches x width 64 x float32
     assert not attach_vision_features(items, collator, loaded.model, budget=6 * one_image - 1)
-    assert all(it["pixel_values"] is not None and "vision_features" not in it for it in items)
+    assert all(it["image_inputs"] is not None and "vision_features" not in it for it in items)
     assert attach_vision_features(items, collator, loaded.model, budget=6 * one_image)

@@ -52,10 +52,10 @@ def test_cached_features_equal_the_towers_output_at_the_feature_layer(loaded, ro
     cache = VisionFeatureCache(loaded.model, loaded.processor, tmp_path)
     inputs = EvalInputs(loaded.processor, rows[:4], 4, False)
     enc, pixels = inputs.batch(0)
-    feats = cache.features(enc.image_keys, lambda: pixels)
-    core = cache.core
+    feats = torch.stack(cache.features(enc.image_keys, lambda: pixels))
+    core = cache.parts.core
     with torch.no_grad():
-        hidden = core.vision_tower(pixels, output_hidden_states=True).hidden_states[-1]  # vision_feature_layer -1
+        hidden = core.vision_tower(pixels["pixel_values"], output_hidden_states=True).hidden_states[-1]  # layer -1
     assert core.config.vision_feature_layer == -1 and core.config.vision_feature_select_strategy == "default"
     assert torch.equal(feats, hidden[:, 1:])  # "default" drops the CLS token: 16 patches of a 32 px / 8 px image
     assert feats.shape == (4, 16, 64)
@@ -63,7 +63,7 @@ def test_cached_features_equal_the_towers_output_at_the_feature_layer(loaded, ro
 
 def test_the_key_changes_with_the_tower_weights(loaded, tmp_path):
     before = VisionFeatureCache(loaded.model, loaded.processor, tmp_path).key
-    tower = VisionFeatureCache(loaded.model, loaded.processor, tmp_path).core.vision_tower
+    tower = VisionFeatureCache(loaded.model, loaded.processor, tmp_path).parts.vision_tower
     param = next(tower.parameters())
     with torch.no_grad():
         param.add_(1.0)

@@ -42,16 +42,18 @@ def predictions(path: Path) -> list[dict]:
 
 def regenerate(model_dir: Path, run: Path, task: str) -> list[str]:
     """Greedy predictions of the model in ``model_dir`` on ``task``'s test rows, as the run generates them."""
-    from transformers import AutoProcessor, LlavaForConditionalGeneration
+    from transformers import AutoModelForImageTextToText
 
+    from cvqa_bench.models.families import family_for
+    from cvqa_bench.models.inputs import ModelInputs
     from cvqa_bench.run.evaluate import generate_predictions
     from cvqa_bench.run.prepare import pads_to_square, prepare, task_max_new_tokens
 
     config = validate_model(RunConfig, read_yaml(run / "config.yaml"), "config.yaml")
     spec = next(t for t in prepare(config).tasks if t.spec.name == task)
     with one_torch_thread():
-        model = LlavaForConditionalGeneration.from_pretrained(model_dir, local_files_only=True)
-        processor = AutoProcessor.from_pretrained(model_dir, local_files_only=True)
+        model = AutoModelForImageTextToText.from_pretrained(model_dir, local_files_only=True)
+        processor = ModelInputs.from_pretrained(model_dir, family_for(model_dir))
         records = generate_predictions(model, processor, spec.test, batch_size=config.eval.batch_size,
                                        max_new_tokens=task_max_new_tokens(config, spec.spec),
                                        pad_to_square=pads_to_square(config, spec.spec.image_aspect.eval))

@@ -17,6 +17,9 @@ from typing import Any, ClassVar
 
 import torch
 
+# The projector's module name in LLaVA-style models (``multi_modal_projector``): what a method that splits
+# trainable tensors by name assumes before it has seen a model.
+DEFAULT_PROJECTOR_NAMES = ("multi_modal_projector",)
 IGNORE_INDEX = -100  # label of every token that is not an answer token (HF's CrossEntropyLoss ignore_index)
 
 
@@ -70,9 +73,20 @@ class ModelFamily:
     # Why frozen vision features cannot be cached for this family; None when they can (then
     # :meth:`vision_features` and :meth:`encoder_outputs` must work). Logged and written to the manifest.
     no_vision_cache: ClassVar[str | None] = None
+    # The keys of :meth:`collate_images` that carry pixels: left out when cached vision features replace them
+    # (the other keys, sizes and grids, still go to the model: Qwen's rope needs ``image_grid_thw``).
+    pixel_keys: ClassVar[tuple[str, ...]] = ("pixel_values",)
 
     def __init__(self, config: Any) -> None:
         self.config = config  # the model's ``PretrainedConfig`` (composite: ``vision_config``, ``text_config``)
+
+    @classmethod
+    def new_model(cls, config: Any) -> torch.nn.Module:
+        """A randomly initialised model of :attr:`model_class` from ``config`` (tiny builds, meta-device checks)."""
+        import transformers
+
+        model_class = getattr(transformers, cls.model_class)
+        return model_class.from_config(config) if cls.model_class.startswith("Auto") else model_class(config)
 
     # ---- inputs ------------------------------------------------------------------------------------------
     # The image placeholder as the checkpoint's chat template writes it for ``{"type": "image"}`` (LLaVA:
@@ -127,6 +141,11 @@ class ModelFamily:
         dicts, in row order. Default: stack each key (fixed-shape images). Families with variable-size images
         (tiles, patches) concatenate or pad as their processor does for a batch."""
         return {key: torch.stack([torch.as_tensor(img[key]) for img in images]) for key in images[0]}
+
+    def text_inputs(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Model inputs derived from the batch's padded token ids (Qwen-VL's ``mm_token_type_ids``, which its
+        3-D rotary positions need). Default: none."""
+        return {}
 
     # ---- modules and trainables ----------------------------------------------------------------------------
     def modules(self, model: torch.nn.Module) -> FamilyParts:
@@ -183,7 +202,8 @@ class ModelFamily:
     def cache_settings(self) -> dict[str, Any]:
         """What besides the tower's weights and the image processor decides the cached features (hashed into
         the cache key). Default: the vision feature layer and selection strategy when the config has them."""
-        return {k: getattr(self.config, k, None) for k in ("vision_feature_layer", "vision_feature_select_strategy")}
+        return {"layer": getattr(self.config, "vision_feature_layer", None),
+                "select": getattr(self.config, "vision_feature_select_strategy", None)}
 
     # ---- tiny offline checkpoints ---------------------------------------------------------------------------
     tiny_tokens: ClassVar[TinyTokens]  # must set: the special tokens of a tiny checkpoint's tokenizer
