@@ -46,7 +46,7 @@ def plot_alpha_steps(records: dict[str, Any], path: Path, title: str, task: str 
     twin.plot(steps, series["fallback_fraction"], color="tab:red", alpha=0.6, linewidth=0.8, label="fallback fraction")
     twin.set_ylim(0, 1.05)
     twin.set_ylabel("fallback fraction")
-    ax.set_title(f"{title}: stage {name}")
+    ax.set_title(f"{title} while training on task {name!r}")
     lines = ax.get_legend_handles_labels()
     more = twin.get_legend_handles_labels()
     ax.legend(lines[0] + more[0], lines[1] + more[1], loc="best", fontsize=8)

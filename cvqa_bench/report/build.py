@@ -153,18 +153,41 @@ def print_report(result: ReportResult, console: Console, brief: bool = False) ->
 
     for table in result.tables:
         caption = "" if brief else " ".join([table.caption, *table.notes]).strip()
-        view = Table(title=escape(table.title), caption=escape(caption) or None, caption_justify="left")
         sub = table.subheader or [""] * len(table.columns)
         keep = [c for c, name in enumerate(table.columns)
                 if not brief or name in BRIEF_COLUMNS.get(table.key, table.columns)]
-        for c in keep:
-            numeric = any(isinstance(row[c], float | Stat) for row in table.rows)
-            header = escape(table.columns[c]) + (f"\n[dim]{escape(sub[c])}[/dim]" if sub[c] else "")
-            view.add_column(header, justify="right" if numeric else "left", no_wrap=numeric)
-        for row in table.rows:
-            view.add_row(*(escape(format_cell(row[c])) for c in keep))
-        console.print(view)
+        text = [[format_cell(row[c]) for row in table.rows] for c in range(len(table.columns))]
+        widths = {c: max(len(s) for s in [table.columns[c], sub[c], *text[c]]) for c in keep}
+        labels = [c for c in keep if all(isinstance(row[c], str) for row in table.rows)]
+        parts = column_parts(widths, labels, console.width)
+        for part, columns in enumerate(parts):  # a table wider than the console: in parts, labels in each
+            last = part == len(parts) - 1
+            view = Table(title=escape(table.title + (f" ({part + 1}/{len(parts)})" if len(parts) > 1 else "")),
+                         caption=(escape(caption) or None) if last else None, caption_justify="left")
+            for c in columns:
+                header = escape(table.columns[c]) + (f"\n[dim]{escape(sub[c])}[/dim]" if sub[c] else "")
+                view.add_column(header, justify="left" if c in labels else "right", no_wrap=True,
+                                min_width=widths[c])
+            for r in range(len(table.rows)):
+                view.add_row(*(escape(text[c][r]) for c in columns))
+            console.print(view)
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     for path in [] if brief else result.files:
         console.print(f"wrote {escape(str(path))}")
+
+def column_parts(widths: dict[int, int], labels: list[int], room: int) -> list[list[int]]:
+    """The columns of each part of a table printed in ``room`` characters: the label columns in every part,
+    the others in order, as many per part as fit (rich draws a column as its width + 3, plus 1 border)."""
+    base = 1 + sum(widths[c] + 3 for c in labels)
+    parts: list[list[int]] = [[]]
+    used = base
+    for c in widths:
+        if c in labels:
+            continue
+        if parts[-1] and used + widths[c] + 3 > room:
+            parts.append([])
+            used = base
+        parts[-1].append(c)
+        used += widths[c] + 3
+    return [sorted(labels + part) for part in parts]

@@ -69,9 +69,9 @@ def plot_heatmap(
             value = matrix[r, c]
             # dark text on the bright end of viridis, white on the dark end
             colour = "black" if value >= 60 else "white"
-            text = f"{value:.1f}"
+            text = f"{value:.2f}"  # as the tables print it: 64 questions make steps of 1.5625 (6.25, not 6.2)
             if std is not None:
-                text += f"\n±{std[r, c]:.1f}"
+                text += f"\n±{std[r, c]:.2f}"
             ax.text(c, r, text, ha="center", va="center", color=colour, fontsize=font if std is None else font - 1)
     # white lines with a black halo stay visible on both ends of the colour map
     halo = [patheffects.withStroke(linewidth=3.2, foreground="black")]

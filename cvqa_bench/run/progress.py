@@ -187,7 +187,8 @@ class StageCallback(TrainerCallback):
     def __init__(self, progress: RunProgress, stage: int, task: str) -> None:
         self.progress, self.stage, self.task = progress, stage, task
         self.started, self.first_step, self.bar, self.said_middle = 0.0, 0, None, False
-        self.loss: float | None = None
+        self.loss: float | None = None  # of the last logging window
+        self.mean_loss: float | None = None  # of the whole stage (the Trainer's closing train_loss)
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.started, self.first_step = time.perf_counter(), state.global_step
@@ -217,7 +218,7 @@ class StageCallback(TrainerCallback):
             self.progress.train_log.write(record)
         LOGGER.debug(f"stage {self.stage} step {state.global_step}: {logs}")
         if "loss" not in logs:
-            self.loss = logs.get("train_loss", self.loss)
+            self.mean_loss = logs.get("train_loss", self.mean_loss)
             return
         self.loss = float(logs["loss"])
         if self.progress.live is None and not self.said_middle and 2 * state.global_step >= state.max_steps:
@@ -234,6 +235,11 @@ class StageCallback(TrainerCallback):
         if live is not None and self.bar is not None:
             live.remove_task(self.bar)
         seconds = time.perf_counter() - self.started
-        loss = "" if self.loss is None else f" · loss {self.loss:.3f}"
+        loss = "" if self.loss is None else f" · loss {self.loss:.3f} (last {args.logging_steps} steps)"
+        loss += "" if self.mean_loss is None else f" · stage mean {float(self.mean_loss):.3f}"
+        if state.global_step < state.max_steps:  # stopped early (SIGINT/SIGTERM): no evaluation follows
+            self.progress.say(f"  training stopped at step {state.global_step}/{state.max_steps} after "
+                              f"{duration(seconds)}{loss}")
+            return
         self.progress.say(f"  trained {state.global_step} steps in {duration(seconds)}{loss} · "
                           f"evaluating {len(self.progress.tasks)} tasks")

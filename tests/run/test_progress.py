@@ -115,3 +115,36 @@ def test_resuming_without_the_tracker_retrains_nothing(cvqa, small_run, small_co
     assert [f"stage {k} ({task}): done earlier, restored" in result.stderr
             for k, task in enumerate(SMALL_TASKS, start=1)] == [True] * len(SMALL_TASKS)
     assert (run / "matrix.csv").read_text() == before
+
+
+def test_the_trained_line_shows_the_last_window_loss_and_labels_the_stage_mean(small_run):
+    """Issue 31: the stage mean (train_loss) shown as "loss" made loss seem to rise at the end of each stage."""
+    run, result = small_run
+    records = [json.loads(line) for line in (run / "logs" / "train.jsonl").read_text().splitlines()]
+    trained = [line for line in result.stderr.splitlines() if line.startswith("  trained ")]
+    assert len(trained) == len(SMALL_TASKS)
+    for stage, line in enumerate(trained, start=1):
+        logged = [r for r in records if r["stage"] == stage]
+        last = [r["loss"] for r in logged if "loss" in r][-1]
+        mean = next(r["train_loss"] for r in logged if "train_loss" in r)
+        assert f"loss {last:.3f} (last {LOGGING_STEPS} steps) · stage mean {mean:.3f} · evaluating" in line, line
+
+
+def test_a_stage_stopped_by_a_signal_does_not_announce_an_evaluation():
+    """After SIGINT the Trainer ends the stage early; the line says so instead of "evaluating N tasks"."""
+    from types import SimpleNamespace
+
+    from cvqa_bench.run.progress import StageCallback
+
+    said: list[str] = []
+    progress = SimpleNamespace(live=None, tasks=["a"] * 6, steps=0, sec_per_step=None, say=said.append,
+                               train_log=SimpleNamespace(write=lambda record: None), eta=lambda *a: ("1 s", "2 s"))
+    callback = StageCallback(progress, 1, "a")
+    args = SimpleNamespace(logging_steps=10)
+    state = SimpleNamespace(global_step=0, max_steps=300, is_world_process_zero=True)
+    callback.on_train_begin(args, state, None)
+    state.global_step = 150
+    callback.on_log(args, state, None, logs={"loss": 0.5, "learning_rate": 1e-3})
+    callback.on_train_end(args, state, None)
+    assert said[-1].startswith("  training stopped at step 150/300 after ") and "evaluating" not in said[-1]
+    assert said[-1].endswith("loss 0.500 (last 10 steps)")
