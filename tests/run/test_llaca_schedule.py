@@ -110,3 +110,32 @@ def test_the_final_row_uses_the_official_evaluation_checkpoint(coin_root, tmp_pa
     assert {r["task"]: (r["ema"], r["start_from"], r["eval_with"]) for r in manifest["method"]["schedule"]} \
         == TRAIN_DIVERSE
     assert manifest["config"]["method"]["options"]["schedule"] == "pinned"
+
+
+def test_pinned_rows_choose_the_start_and_evaluation_weights_where_groups_would_not():
+    """Three tasks with one instruction (one TF-IDF group): pinned, B is evaluated with A's final weights and
+    C starts from B's; computed, B gets the group's latest (C's) weights."""
+    import torch
+    from torch import nn
+
+    from cvqa_bench.methods.base import TaskContext, TaskInfo, Trainables
+    from cvqa_bench.methods.llaca import LLaCA
+
+    rows = {"A": (False, "base", "A"), "B": (False, "A", "A"), "C": (False, "A", "C")}
+    tasks = [TaskInfo(i, name, ("Answer the question.",), schedule=row) for i, (name, row) in enumerate(rows.items())]
+    for schedule, b_evaluated_with, starts in (("pinned", 1.0, [0.0, 1.0, 1.0]), ("computed", 3.0, [0.0, 1.0, 2.0])):
+        model = nn.Module()
+        model.w = nn.Parameter(torch.zeros(1))
+        method = LLaCA(LLaCA.Options(schedule=schedule))
+        method.setup(tasks)
+        seen = []
+        for i, task in enumerate(tasks):
+            ctx = TaskContext(i + 1, task, tasks, Trainables(model), model=model)
+            method.before_task(ctx)
+            seen.append(model.w.item())  # the start weights the task was given
+            with torch.no_grad():
+                model.w.fill_(i + 1.0)  # "training" ends at A: 1, B: 2, C: 3
+            method.after_task(ctx)
+        assert seen == starts
+        assert method.eval_state(tasks[1])["w"].item() == b_evaluated_with
+        assert method.eval_state(tasks[2])["w"].item() == 3.0
