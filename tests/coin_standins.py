@@ -325,8 +325,9 @@ def build_tiny_llava(folder: Path) -> Path:
     from cvqa_bench.models.tiny import build_tiny_model
 
     spec = read_yaml(CONFIGS_DIR / "models" / "tiny.yaml")
-    model, processor = build_tiny_model(spec, coin_corpus())
-    processor.chat_template = VICUNA_V1_CHAT_TEMPLATE
+    model, savers = build_tiny_model(spec, coin_corpus())  # the llava family: [its processor]
+    savers[0].chat_template = VICUNA_V1_CHAT_TEMPLATE
     model.save_pretrained(folder)
-    processor.save_pretrained(folder)
+    for saver in savers:
+        saver.save_pretrained(folder)
     return Path(folder)
