@@ -70,6 +70,9 @@ class TaskSpec(StrictModel):
     )
     max_new_tokens: int = Field(16, gt=0)
     image_folder: str | None = Field(None, description="overrides the sequence's image folder")
+    test_image_folder: str | None = Field(
+        None, description="the test split's image folder, relative to the data root, when it is not the train "
+        "split's (MLLM-CL: <Task>_test/)")
     image_aspect: ImageAspectSpec = Field(
         default_factory=ImageAspectSpec, description="pad or crop, for train and eval (a string sets both)")
     rows_per_step: int | None = Field(
@@ -88,6 +91,12 @@ class TaskSpec(StrictModel):
             data.pop("schedule")
         return data
 
+    eval_suffix: dict[str, str] = Field(
+        default_factory=dict, description="text appended to each test question by its gold answer, '*' for any "
+        "other (MLLM-CL model_pvqa.py / model_fin.py add an answer-format instruction at evaluation)")
+    score_context: list[str] = Field(
+        default_factory=list, description="test-row fields an official scorer reads besides the answers "
+        "(e.g. answer_type for OCRBench), kept with each prediction")
 
     @field_validator("image_aspect", mode="before")
     @classmethod
@@ -123,6 +132,9 @@ class SequenceSpec(StrictModel):
     max_image_pixels: int = Field(
         DEFAULT_MAX_IMAGE_PIXELS, gt=0, description="width x height above which an image is refused (memory)")
     tasks: list[TaskSpec] = Field(min_length=1)
+    metric_names: dict[str, str] = Field(
+        default_factory=dict, description="metric (metrics.METRIC_FORMULAS) -> the name this benchmark's papers "
+        "print, shown by `cvqa report` (e.g. final_avg: Last)")
 
     @field_validator("name")
     @classmethod

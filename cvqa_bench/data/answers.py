@@ -11,16 +11,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from cvqa_bench.data.caption_refs import apply_caption_refs, is_coco_captions
 from cvqa_bench.data.rows import DataError, Problems, read_json_document
 
 
-def read_answer_lists(path: Path) -> dict[str, list[str]]:
-    """Question id (as a string) -> its answer list, from an annotation file.
+def read_answer_lists(path: Path, data: Any = None) -> dict[str, list[str]]:
+    """Question id (as a string) -> its answer list, from an annotation file (``data``: its parsed JSON).
 
     Raises:
         DataError: unreadable file, another layout, a row without a question id or answers, or an id twice.
     """
-    data = read_json_document(path)
+    data = read_json_document(path) if data is None else data
     rows = data.get("data") if isinstance(data, dict) else data
     if not isinstance(rows, list):
         raise DataError(f"{path}: expected a list of annotations or an object with a 'data' list, "
@@ -41,9 +42,17 @@ def read_answer_lists(path: Path) -> dict[str, list[str]]:
 
 
 def apply_answer_lists(test_rows: list[dict[str, Any]], path: Path, test_file: Path, problems: Problems) -> None:
-    """Replace each test row's answers by its list from the annotation file ``path``; report what cannot be."""
+    """Replace each test row's answers by its list from the annotation file ``path``; report what cannot be.
+
+    A COCO caption file (``{"images", "annotations"}``, UCIT's captions) gives row k the references of
+    ``image_id`` k + 1 (:mod:`cvqa_bench.data.caption_refs`).
+    """
     try:
-        answers = read_answer_lists(path)
+        data = read_json_document(path)
+        if is_coco_captions(data):
+            apply_caption_refs(test_rows, data, path, problems)
+            return
+        answers = read_answer_lists(path, data)
     except DataError as exc:
         problems.add(str(exc))
         return

@@ -70,9 +70,12 @@ def extract_instruction(prompt: str, rule: InstructionRule) -> str:
 
 def _load_split(
     path: Path, kind: str, rule: InstructionRule, image_root: Path, images: ImageChecker | None,
-    problems: Problems, allow_outside: bool = False,
+    problems: Problems, allow_outside: bool = False, context: tuple[str, ...] = (),
 ) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
-    """Validated rows of one split file and the distinct instructions of their prompts (first seen first)."""
+    """Validated rows of one split file and the distinct instructions of their prompts (first seen first).
+
+    ``context``: test-row fields kept as ``row["context"]`` for the task's official scorer (``score_context``).
+    """
     try:
         raw = read_json_list(path)
     except DataError as exc:
@@ -96,6 +99,12 @@ def _load_split(
             problems.add(f"{where}: duplicate {key} {row[key]!r} (first at row {first_seen[row[key]]})")
             continue
         first_seen[row[key]] = index
+        if context:
+            missing = [k for k in context if k not in item]
+            if missing:
+                problems.add(f"{where}: missing field {missing[0]!r} (named in the task's score_context)")
+                continue
+            row["context"] = {k: item[k] for k in context}
         prompt = row["conversations"][0]["value"] if kind == "train" else row["text"]
         try:
             instructions.setdefault(extract_instruction(prompt, rule), None)
@@ -134,12 +143,27 @@ def _read_task(
     train, instructions = _load_split(
         data_root / spec.train, "train", spec.instruction, image_root, images, problems, allow_outside
     )
+    test_root = (data_root / spec.test_image_folder).absolute() if spec.test_image_folder else image_root
+    if test_root != image_root and not allow_outside and not inside(test_root, data_root):
+        problems.add(f"task {spec.name!r}: test image folder {test_root} lies outside the data root {data_root}; "
+                     "set allow_outside_root: true in the sequence YAML to allow it")
+        return TaskData(spec, [], [], (), (), image_root)
     test, test_instructions = _load_split(
-        data_root / spec.test, "test", spec.instruction, image_root, images, problems, allow_outside
+        data_root / spec.test, "test", spec.instruction, test_root, images, problems, allow_outside,
+        tuple(spec.score_context),
     )
     if spec.answers_file is not None:
         apply_answer_lists(test, data_root / spec.answers_file, data_root / spec.test, problems)
+    if spec.eval_suffix:
+        add_eval_suffix(test, spec.eval_suffix)
     return TaskData(spec, train, test, instructions, test_instructions, image_root)
+
+
+def add_eval_suffix(test_rows: list[dict[str, Any]], suffixes: dict[str, str]) -> None:
+    """Append to each question the suffix its first gold answer selects (``'*'``: any other answer)."""
+    for row in test_rows:
+        suffix = suffixes.get(row["answers"][0], suffixes.get("*", ""))
+        row["text"] = row["text"] + suffix
 
 
 def load_task(

@@ -13,8 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cvqa_bench.io import atomic_write_json, atomic_write_text
+import yaml
+
 from cvqa_bench.metrics import METRIC_FORMULAS
 from cvqa_bench.report.groups import RunGroup, group_runs
+from cvqa_bench.rundir import RunDir
 from cvqa_bench.report.summary import RunSummary, load_run, meta_lines
 from cvqa_bench.report.formats import latex_document_header, markdown_document, to_csv, to_latex, to_records
 from cvqa_bench.report.published import load_published, published_tables
@@ -25,7 +28,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 FORMATS = ("md", "csv", "json", "latex")
-BRIEF_COLUMNS = {"metrics": ("metric", "paper name", "value")}  # print_report(brief=True)
+BRIEF_COLUMNS = {"metrics": ("metric", "benchmark name", "paper name", "value")}  # print_report(brief=True)
 
 
 @dataclass
@@ -67,7 +70,7 @@ def build_report(run_dirs: Sequence[Path], out_dir: Path, formats: Sequence[str]
         run = runs[0]
         scorers = [run.scorers[t] for t in run.tasks]
         result.tables += [matrix_table(run.matrix, run.tasks, scorers, title="Accuracy matrix"),
-                          metrics_table(run.metrics)]
+                          metrics_table(run.metrics, *_benchmark_names(run))]
         result.tables += _other_protocol_tables(run)
         title, lines = f"Run {run.name}", meta_lines(run.meta)
         result.files.append(plot_heatmap(run.matrix, run.tasks, scorers, out_dir / "heatmap.png",
@@ -100,6 +103,19 @@ def _partial_report(run_dir: Path, out_dir: Path, formats: Sequence[str]) -> Rep
     run = load_partial_run(run_dir)
     title, lines, warnings = partial_lines(run)
     result = ReportResult(out_dir, [], [], partial_tables(run), warnings=warnings)
+def _benchmark_names(run: RunSummary) -> tuple[dict[str, str], str]:
+    """The run's sequence ``metric_names`` (its benchmark's names for the metrics) and the sequence name."""
+    path = RunDir(run.path).sequence
+    try:
+        seq = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, yaml.YAMLError):
+        return {}, ""
+    names = seq.get("metric_names") if isinstance(seq, dict) else None
+    if not isinstance(names, dict):
+        return {}, ""
+    return {str(k): str(v) for k, v in names.items()}, str(seq.get("name", ""))
+
+
     _write_formats(result, formats, title, lines, [])
     return result
 

@@ -91,17 +91,28 @@ def matrix_table(matrix: np.ndarray, tasks: Sequence[str], scorers: Sequence[str
                        subheader=["", "scorer", *scorers])
 
 
-def metrics_table(metrics: dict[str, float | Stat]) -> ReportTable:
-    """Every metric with its name, the paper's name for it, other names, value and formula."""
+def metrics_table(metrics: dict[str, float | Stat], benchmark_names: dict[str, str] | None = None,
+                  benchmark: str = "") -> ReportTable:
+    """Every metric with its name, the paper's name for it, other names, value and formula.
+
+    ``benchmark_names`` (a sequence's ``metric_names``, e.g. UCIT's ``final_avg: Last``) adds a column
+    with the names the papers of ``benchmark`` print.
+    """
     rows: list[list[Cell]] = []
     for name, formula in METRIC_FORMULAS.items():
         if name in metrics:
             better = "higher" if HIGHER_IS_BETTER[name] else "lower"
-            rows.append([name, PAPER_NAMES.get(name, ""), OTHER_NAMES.get(name, ""), metrics[name], better, formula])
+            bench = [benchmark_names.get(name, "")] if benchmark_names else []
+            rows.append([name, *bench, PAPER_NAMES.get(name, ""), OTHER_NAMES.get(name, ""), metrics[name], better,
+                         formula])
     caption = ("A[t][i] = accuracy on task i after stage t (1-based), A[0] = zero-shot, T tasks; macro averages. "
                "Paper names as printed in LLaCA (arXiv 2410.10868), e.g. Avg.ACC = final_avg.")
-    return ReportTable("metrics", "Metrics", ["metric", "paper name", "also called", "value", "better", "formula"],
-                       rows, caption)
+    header = ["metric", *(["benchmark name"] if benchmark_names else []), "paper name",
+              "also called", "value", "better", "formula"]
+    if benchmark_names:
+        caption += (f" Benchmark name: what the papers of the {benchmark or 'sequence'} benchmark print for the "
+                    "metric (docs/benchmarks.md).")
+    return ReportTable("metrics", "Metrics", header, rows, caption)
 
 
 @dataclass(frozen=True)

@@ -147,7 +147,8 @@ def generate_predictions(
             # Left padding: every row's prompt ends at the same column, so new tokens start there.
             texts = tokenizer.batch_decode(out[:, enc.input_ids.shape[1] :], skip_special_tokens=True)
             for row, text in zip(batch, texts):
-                records.append({"id": row["question_id"], "prediction": text.strip(), "answers": row["answers"]})
+                records.append({"id": row["question_id"], "prediction": text.strip(), "answers": row["answers"],
+                                **({"context": row["context"]} if "context" in row else {})})
             if progress is not None:
                 progress(len(batch))
     finally:

@@ -11,6 +11,7 @@ from cvqa_bench.methods import methods
 from cvqa_bench.methods.base import Method, TaskInfo
 from cvqa_bench.run import distributed
 from cvqa_bench.run.preflight import check_run, check_seed
+from cvqa_bench.scoring import get_scorer
 from cvqa_bench.scoring.protocol import scorer_for
 
 
@@ -63,7 +64,7 @@ def prepare(config: RunConfig, check_images: bool = True) -> PreparedRun:
     for task in sequence.tasks:  # every task's rows per step must split into whole batches
         task_train_spec(config.train, task, distributed.world_size(), str(seq_path))
         try:
-            scorer_for(config.protocol, task.name, task.scorer)
+            get_scorer(scorer_for(config.protocol, task.name, task.scorer))  # built: Java, a judge endpoint
         except ValueError as exc:
             raise ConfigError(f"{seq_path}: protocol {config.protocol}: {exc}") from exc
     check_seed(config.seed, len(sequence.tasks))

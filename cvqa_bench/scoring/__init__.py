@@ -31,6 +31,23 @@ _ENTRIES = {
     "exact_official": ("official:ExactOfficialScorer", "CoIN eval_vizwiz.py / eval_vqav2.py: pred.upper() == answer.upper(), nothing stripped"),
     "exact_official_gqa": ("official:GQAOfficialScorer", "CoIN convert_gqa_for_eval.py + eval_gqa.py: pred.rstrip('.').lower() == answer"),
     "exact_official_ocrvqa": ("official:OCRVQAOfficialScorer", "CoIN eval_ocrvqa.py: 'Unanswerable' in pred is wrong, else pred.lower() == answer.lower()"),
+    # UCIT, MLLM-DCL / MLLM-ACL and TriGap (docs/benchmarks.md): their official scripts' rules and corrections.
+    "caption_official": ("captions:CaptionAverageOfficialScorer", "UCIT eval_caption.py Average: mean of BLEU-1..4, METEOR, ROUGE-L, CIDEr (pycocoevalcap, Java)"),
+    "cider": ("captions:CIDErScorer", "CIDEr-D over the file (pycocoevalcap; PTB tokenizer needs Java)"),
+    "bleu4": ("captions:Bleu4Scorer", "corpus BLEU-4 (pycocoevalcap; PTB tokenizer needs Java)"),
+    "meteor": ("captions:MeteorScorer", "METEOR 1.5 (pycocoevalcap; Java)"),
+    "rouge_l": ("captions:RougeLScorer", "ROUGE-L (pycocoevalcap; PTB tokenizer needs Java)"),
+    "ai2d_official": ("mcit_rules:AI2DOfficialScorer", "MLLM-CL eval_ai2d.py (RS, AD): gold substring, one-word gold bounded by space/period/comma"),
+    "pvqa_official": ("mcit_rules:PVQAOfficialScorer", "MLLM-CL eval_pvqa.py (Med): gold.lower() in pred.lower(); 'Unanswerable' is wrong"),
+    "finvis_official": ("mcit_rules:FinVisOfficialScorer", "MLLM-CL eval_finvis.py (Fin): pred without spaces and periods == gold, lower-cased"),
+    "sci_official": ("mcit_rules:SciOfficialScorer", "MLLM-CL eval_sci.py (Sci): exact by image source, MapQA containment / listed states (context image, text)"),
+    "sat_official": ("mcit_rules:SATOfficialScorer", "MLLM-CL eval_sat.py (VP): squashed gold in squashed prediction"),
+    "ocrbench_official": ("mcit_rules:OCRBenchOfficialScorer", "MLLM-CL eval_ocr.py (OCRBench): gold contained, handwritten math without spaces (context answer_type)"),
+    "app_official": ("mcit_rules:APPOfficialScorer", "MLLM-CL APP submission: text.strip().upper() == gold letter"),
+    "anls_prism": ("mcit_rules:ANLSPrismScorer", "Prism eval_ucit.py ANLS: 1 - lev/max_len, no 0.5 threshold"),
+    "numeric": ("mcit_rules:NumericScorer", "first number of the prediction (digits or a word up to twenty) == gold number"),
+    "mathvista_judge": ("judge:MathVistaJudgeScorer", "MLLM-CL eval_math.py: answer read from the prediction, else extracted by an LLM judge (CVQA_JUDGE_URL)"),
+    "mathvista_rule": ("judge:MathVistaRuleScorer", "MathVista answer check without a judge: numbers as numbers, text case-insensitive, options by can_infer"),
 }  # fmt: skip
 for _name, (_target, _description) in _ENTRIES.items():
     scorers.add_lazy(_name, f"cvqa_bench.scoring.{_target}", _description)

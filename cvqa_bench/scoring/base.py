@@ -16,6 +16,8 @@ class Scorer(ABC):
     """Base class: subclasses set ``name`` and implement :meth:`_score` on checked inputs."""
 
     name: ClassVar[str]
+    # Test-row fields the rule reads besides the answers (a task's ``score_context``), e.g. ``answer_type``.
+    context_fields: ClassVar[tuple[str, ...]] = ()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
@@ -42,6 +44,19 @@ class Scorer(ABC):
             except ValueError as err:  # a malformed gold answer: say which row holds it
                 raise ValueError(f"row {index}: {err}") from err
         return scores
+
+    def score_corpus(
+        self, predictions: Sequence[str | None], answers: Sequence[str | Sequence[str]],
+        contexts: Sequence[dict[str, Any] | None] | None = None,
+    ) -> tuple[float, list[float]]:
+        """One predictions file: its score in [0, 1] (or above, for CIDEr-like rules) and the per-row scores.
+
+        The mean of :meth:`score_many` by default; corpus-level rules (BLEU, METEOR) override it, as do
+        rules that read ``contexts`` (one dict of :attr:`context_fields` per row).
+        """
+        del contexts  # a per-answer rule reads nothing but the prediction and the answers
+        scores = self.score_many(predictions, answers)
+        return (sum(scores) / len(scores) if scores else 0.0), scores
 
     @abstractmethod
     def _score(self, prediction: str, answers: tuple[str, ...]) -> float:

@@ -28,18 +28,22 @@ def score_predictions(path: Path, scorer_name: str, protocol: str = "corrected")
     Raises:
         ValueError: ``<path>:<line>: ...`` for a line that is not JSON or lacks ``prediction``/``answers``.
     """
-    predictions, answers = [], []
+    predictions, answers, contexts = [], [], []
     for line, record in read_numbered_jsonl(path):
         for key in ("prediction", "answers"):
             if key not in record:
                 raise ValueError(f"{path}:{line}: missing field {key!r}")
         predictions.append(record["prediction"])
         answers.append(record["answers"])
+        contexts.append(record.get("context"))  # the task's score_context fields, when it names any
     if not predictions:
         raise ValueError(f"{path}: no predictions")
     scorer = get_scorer(scorer_name)
-    scores = scorer.score_many(predictions, answers)
-    return {"scorer": scorer_name, "protocol": protocol, "n": len(scores), "score": float(np.mean(scores)),
+    try:
+        score, scores = scorer.score_corpus(predictions, answers, contexts)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err
+    return {"scorer": scorer_name, "protocol": protocol, "n": len(scores), "score": float(score),
             "scores": [float(s) for s in scores]}  # per sample, in file order (results.json intervals)
 
 

@@ -20,6 +20,9 @@ VQAv2         ``exact_official``           ``eval_vqav2.py``
 OCRVQA        ``exact_official_ocrvqa``    ``eval_ocrvqa.py`` (``OCR-VQA`` also accepted)
 ============  ===========================  ==========================================
 
+The tasks of UCIT, MLLM-DCL, MLLM-ACL and TriGap get their scripts' scorers by name from
+:data:`BENCHMARK_OFFICIAL_SCORERS` (table in docs/benchmarks.md).
+
 Any other task (the synthetic ``mcq``, ``color``, ``shape``… and user tasks) gets the official
 version of the rule its corrected scorer implements: ``contains`` -> ``imagenet_official``,
 ``grounding`` -> ``grounding_official``, ``choice`` -> ``scienceqa_official``, ``exact`` ->
@@ -44,6 +47,19 @@ COIN_OFFICIAL_SCORERS: dict[str, str] = {
     "OCR-VQA": "exact_official_ocrvqa",
 }
 
+# The other benchmarks' official scripts (docs/benchmarks.md): UCIT (HiDe-LLaVA / MCITlib eval_deepseek_r1.py,
+# eval_caption.py), MLLM-DCL / MLLM-ACL (MLLM-CL ETrain/Eval/LLaVA/CoIN/eval_*.py) and TriGap (Prism
+# backbone/shared/eval/eval_ucit.py), by the task names of tasks/{ucit,mllm-dcl,mllm-acl,trigap}.yaml.
+BENCHMARK_OFFICIAL_SCORERS: dict[str, str] = {
+    **dict.fromkeys(("ImageNet-R", "ArxivQA", "IconQA", "CLEVR-Math"), "exact_official"),
+    **dict.fromkeys(("VizWiz-Caption", "Flickr30k"), "caption_official"),
+    **dict.fromkeys(("RS", "AD"), "ai2d_official"),
+    "Med": "pvqa_official", "Sci": "sci_official", "Fin": "finvis_official",
+    "OCR": "ocrbench_official", "Math": "mathvista_judge", "VP": "sat_official", "APP": "app_official",
+    **dict.fromkeys(("PMCVQA", "ChartQA", "Roadside", "ChemVQA", "FloodNetVQA", "CLEVR"), "exact_official"),
+    **dict.fromkeys(("DocVQA", "InfographicVQA"), "anls_prism"),
+}
+
 OFFICIAL_BY_KIND: dict[str, str] = {
     "contains": "imagenet_official",
     "grounding": "grounding_official",
@@ -52,9 +68,11 @@ OFFICIAL_BY_KIND: dict[str, str] = {
     "vqa": "vqa",
     "vqa_evalai": "vqa_evalai",
     "anls": "anls",
+    **{name: name for name in ("numeric", "cider", "bleu4", "meteor", "rouge_l", "mathvista_rule")},
 }
 
-_OFFICIAL_NAMES = frozenset(COIN_OFFICIAL_SCORERS.values()) | frozenset(OFFICIAL_BY_KIND.values())
+_OFFICIAL_NAMES = (frozenset(COIN_OFFICIAL_SCORERS.values()) | frozenset(BENCHMARK_OFFICIAL_SCORERS.values())
+                   | frozenset(OFFICIAL_BY_KIND.values()))
 
 
 def official_scorer(task_name: str, corrected_scorer: str) -> str:
@@ -64,6 +82,8 @@ def official_scorer(task_name: str, corrected_scorer: str) -> str:
     """
     if task_name in COIN_OFFICIAL_SCORERS:
         return COIN_OFFICIAL_SCORERS[task_name]
+    if task_name in BENCHMARK_OFFICIAL_SCORERS:
+        return BENCHMARK_OFFICIAL_SCORERS[task_name]
     if corrected_scorer in OFFICIAL_BY_KIND:
         return OFFICIAL_BY_KIND[corrected_scorer]
     if corrected_scorer in _OFFICIAL_NAMES:

@@ -15,6 +15,10 @@ NAMES = ["anls", "choice", "contains", "exact", "grounding", "vqa", "vqa_evalai"
 # imagenet_official scores an empty prediction 1 by design.
 OFFICIAL_NAMES = ["exact_official", "exact_official_gqa", "exact_official_ocrvqa", "grounding_official",
                   "imagenet_official", "scienceqa_official"]
+# UCIT / MLLM-CL / TriGap scorers (tests/scoring/test_benchmark_rules.py, test_caption_scorers.py, test_judge.py)
+BENCHMARK_NAMES = ["ai2d_official", "anls_prism", "app_official", "bleu4", "caption_official", "cider", "finvis_official",
+                   "mathvista_judge", "mathvista_rule", "meteor", "numeric", "ocrbench_official", "pvqa_official",
+                   "rouge_l", "sat_official", "sci_official"]
 # A valid gold answer per scorer, for the malformed-input tests below.
 GOLD = {
     "anls": "yes", "choice": "A", "contains": "yes", "exact": "yes",
@@ -23,9 +27,9 @@ GOLD = {
 
 
 def test_names_and_descriptions() -> None:
-    assert scorers.names() == sorted(NAMES + OFFICIAL_NAMES)
+    assert scorers.names() == sorted(NAMES + OFFICIAL_NAMES + BENCHMARK_NAMES)
     descriptions = scorers.descriptions()
-    assert all(descriptions[name] and "\n" not in descriptions[name] for name in NAMES + OFFICIAL_NAMES)
+    assert all(descriptions[name] and "\n" not in descriptions[name] for name in NAMES + OFFICIAL_NAMES + BENCHMARK_NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)
