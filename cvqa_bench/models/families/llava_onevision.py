@@ -42,6 +42,11 @@ class LlavaOnevision(AnyresFamily):
                              extra=("<|im_start|>", "<video>"))
     tiny_chat_template = TINY_CHAT_TEMPLATE
 
+    @classmethod
+    def tiny_processor(cls, image_processor: Any, tokenizer: Any, chat_template: str, config: Any) -> None:
+        """None: ``LlavaOnevisionProcessor`` needs a video processor, which needs torchvision."""
+        return None
+
     def limit_grid(self, rows: int, cols: int, side: int) -> tuple[int, int]:
         """A grid of more than ``anyres_max_N`` tiles' features (by 10%) is shrunk, as the processor counts it."""
         most = int(self.config.vision_aspect_ratio.removeprefix("anyres_max_"))
