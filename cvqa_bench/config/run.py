@@ -58,11 +58,13 @@ Tracker = Literal["none", "all", "tensorboard", "wandb", "mlflow", "comet_ml", "
 UNHASHED_FIELDS = ("train.report_to", "train.logging_dir", "eval.log_samples", "model.device")
 # Fields added after run folders existed: hashed only when changed from their default, so that a folder
 # made before them keeps its stage hashes (and resumes) while a run that changes them is told apart.
-HASHED_WHEN_CHANGED = {"train.vision_cache": True}
+HASHED_WHEN_CHANGED: dict[str, Any] = {"train.vision_cache": True, "train.rows_per_step": {}}
 # Method options of the same kind, per method: the method writes them resolved into config.yaml
 # (``Method.recorded_options``); at these values they are outside the stage hash and the resume check.
 OPTIONS_HASHED_WHEN_CHANGED = {"llaca": {"schedule": "pinned", "variant": "icml", "alpha_scale": 2.0,
-                                         "fallback": 0.01, "ema_dtype": "float32", "alpha_gradient": "step"}}
+                                         "fallback": 0.01, "ema_dtype": "float32", "alpha_gradient": "step"},
+                               "olora": {"variant": "cvqa"}, "replay": {"memory": "growing"},
+                               "cumulative": {"start": "base"}}
 
 
 class TrainSpec(StrictModel):
@@ -88,6 +90,17 @@ class TrainSpec(StrictModel):
     vision_cache: bool = Field(True, description="with a frozen vision tower, a stage that shows its images more "
                                "than once trains on each image's vision features computed once (in memory, "
                                "for the stage); same rows, same gradients")
+    rows_per_step: dict[str, int] = Field(
+        default_factory=dict, description="per task name: rows per optimizer step, instead of the sequence's "
+        "rows_per_step (a baseline's own recipe, e.g. CoIN's MoELoRA at grad-accum 8: configs/baselines-official.yaml)")
+
+    @field_validator("rows_per_step")
+    @classmethod
+    def _positive_rows(cls, rows: dict[str, int]) -> dict[str, int]:
+        bad = [name for name, n in rows.items() if n <= 0]
+        if bad:
+            raise ValueError(f"rows_per_step of task {bad[0]!r} must be > 0, got {rows[bad[0]]}")
+        return rows
 
     @field_validator("report_to", mode="before")
     @classmethod

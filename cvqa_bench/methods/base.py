@@ -47,6 +47,11 @@ class TaskInfo:
     instruction_style: str = "original"  # the sequence's instruction variant (original, diverse)
     # the sequence's pinned LLaCA schedule row, (ema, start_from, eval_with); None when it has none
     schedule: tuple[bool, str, str] | None = None
+    # the first PROMPT_SAMPLE distinct prompts of its test split, as written (EProj's routing tie-break)
+    test_prompts: tuple[str, ...] = ()
+
+
+PROMPT_SAMPLE = 512  # test prompts a TaskInfo carries, training prompts EProj keeps per task
 
 
 class Trainables:

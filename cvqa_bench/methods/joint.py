@@ -6,7 +6,9 @@ no rows, so their rows of the matrix are the base model again) and the last stag
 tasks' rows at once. Its matrix therefore has one trained row, the last: read ``final_avg`` as the
 multi-task reference, not forgetting or BWT. ``cumulative``: every
 stage retrains from the base weights on the rows of every task seen so far, so row k is the
-multi-task model of tasks 1..k. The step budget is the run's ``train`` section per trained stage
+multi-task model of tasks 1..k; ``start: previous`` continues from the previous stage's weights instead, as
+Avalanche's ``Cumulative`` strategy does (avalanche/training/supervised/cumulative.py: the model is never
+reset, each experience trains on the concatenation of every experience so far). The step budget is the run's ``train`` section per trained stage
 (with ``max_steps`` the union gets as many steps as one task does in the other methods).
 Rows are kept in the method state (JSON), as replay keeps its buffer.
 """
@@ -14,10 +16,10 @@ Rows are kept in the method state (JSON), as replay keeps its buffer.
 from __future__ import annotations
 
 import copy
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from cvqa_bench.methods.base import Method, TaskContext, TaskInfo
 from cvqa_bench.methods.dynamic_ema import strip_prefix
@@ -54,11 +56,15 @@ class Joint(Method):
             return []
         return [copy.deepcopy(r) for name in self.seen for r in self.seen[name]]
 
+    def starts_from_base(self) -> bool:
+        """Whether a trained stage starts from the base weights (else from the weights as they are)."""
+        return True
+
     def before_task(self, ctx: TaskContext) -> None:
         """Keep the base weights at the first task; start every trained stage from them."""
         if not self.base:
             self.base = ctx.trainables.snapshot()
-        elif self.trains_at(ctx.task) and ctx.task.name not in self.trained_on:
+        elif self.trains_at(ctx.task) and ctx.task.name not in self.trained_on and self.starts_from_base():
             ctx.trainables.load(self.base)
 
     def after_task(self, ctx: TaskContext) -> None:
@@ -84,8 +90,30 @@ class Joint(Method):
         return {"mode": self.name, "trained_on": dict(self.trained_on)}
 
 
+class CumulativeOptions(BaseModel):
+    """Options of the ``cumulative`` method."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: Literal["base", "previous"] = Field(
+        "base", description="each stage starts from the base weights, or from the previous stage's (Avalanche)")
+
+
 class Cumulative(Joint):
-    """Cumulative multi-task training: each stage retrains from the base on all tasks seen so far."""
+    """Cumulative multi-task training: each stage trains on all tasks seen so far, from the base (or previous)."""
 
     name = "cumulative"
     every_stage = True
+    Options = CumulativeOptions
+
+    def starts_from_base(self) -> bool:
+        """``start: base`` (the default); ``previous`` continues from the weights the last stage left."""
+        return self.options.start == "base"
+
+    def recorded_options(self) -> dict[str, Any]:
+        """``start``, written resolved into config.yaml."""
+        return {"start": self.options.start}
+
+    def records(self) -> dict[str, Any]:
+        """The mode, where each stage starts and the tasks whose rows it trained on."""
+        return {**super().records(), "start": self.options.start}

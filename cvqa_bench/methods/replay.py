@@ -6,6 +6,12 @@ budget per task. ``reservoir``: one buffer of fixed size (``max_buffer``, or an 
 filled by reservoir sampling (Algorithm R) over every training row of every task so far, so it
 holds a uniform sample of all rows seen and older tasks' shares shrink as tasks are added.
 Each task's draw uses its own generator seeded by (run seed, task index), never global RNG.
+
+``memory`` (random strategy): ``growing`` (the default above) or ``fixed``, Avalanche's
+``ExperienceBalancedBuffer(max_size, adaptive_size=True)`` (avalanche/training/storage_policy.py): a memory
+of ``max_buffer`` rows split equally over the tasks seen so far (``max_buffer // n`` each, the remainder to
+the first tasks); each task keeps a seeded random subset of its rows, and an older task's share shrinks to
+the first rows of its own draw.
 """
 
 from __future__ import annotations
@@ -30,7 +36,11 @@ class ReplayOptions(BaseModel):
         0.1, description="an int >= 1: rows kept per task; a float in (0, 1]: fraction of the task's rows"
     )
     strategy: Literal["random", "reservoir"] = "random"
-    max_buffer: int | None = Field(None, ge=1, description="reservoir only: total buffer size (default: budget)")
+    max_buffer: int | None = Field(None, ge=1, description="total buffer size: reservoir (default: budget) or "
+                                   "memory: fixed")
+    memory: Literal["growing", "fixed"] = Field(
+        "growing", description="random strategy: growing = budget rows of every task kept (the buffer grows); "
+        "fixed = max_buffer rows split equally over the tasks seen (Avalanche's ExperienceBalancedBuffer)")
 
     @field_validator("budget", mode="before")
     @classmethod
@@ -45,11 +55,23 @@ class ReplayOptions(BaseModel):
             raise ValueError(f"budget {self.budget}: a row count must be >= 1")
         if isinstance(self.budget, float) and not 0 < self.budget <= 1:
             raise ValueError(f"budget {self.budget}: a fraction must be in (0, 1]; use an int for a row count")
-        if self.strategy == "random" and self.max_buffer is not None:
-            raise ValueError("max_buffer applies to strategy 'reservoir' only; the random buffer grows by budget")
+        if self.memory == "fixed" and (self.strategy != "random" or self.max_buffer is None):
+            raise ValueError("memory 'fixed' is the random strategy with a total size: set max_buffer")
+        if self.strategy == "random" and self.memory == "growing" and self.max_buffer is not None:
+            raise ValueError("max_buffer applies to strategy 'reservoir' or memory 'fixed'; the growing random "
+                             "buffer grows by budget")
         if self.strategy == "reservoir" and self.max_buffer is None and isinstance(self.budget, float):
             raise ValueError("strategy 'reservoir' needs a size: set max_buffer, or an integer budget")
         return self
+
+
+def balanced_lengths(max_size: int, n_groups: int) -> list[int]:
+    """Avalanche's experience-balanced split of ``max_size`` rows over ``n_groups`` tasks: ``max_size //
+    n_groups`` each, the remainder one by one to the first tasks."""
+    lengths = [max_size // n_groups] * n_groups
+    for i in range(max_size - sum(lengths)):
+        lengths[i] += 1
+    return lengths
 
 
 def rows_to_keep(budget: int | float, n_rows: int) -> int:
@@ -91,7 +113,9 @@ class Replay(Method):
             raise RuntimeError(f"replay: after_task for {ctx.task.name!r} without its train_rows call")
         rows = self._pending[1]
         rng = self._rng(ctx.task)
-        if self.options.strategy == "random":
+        if self.options.memory == "fixed":
+            self.added[ctx.task.name] = self._balanced(ctx.task.name, rows, rng)
+        elif self.options.strategy == "random":
             picked = sorted(rng.choice(len(rows), size=rows_to_keep(self.options.budget, len(rows)), replace=False))
             entries = [{"task": ctx.task.name, "row": copy.deepcopy(rows[i])} for i in picked]
             self.buffer.extend(entries)
@@ -99,6 +123,20 @@ class Replay(Method):
         else:
             self.added[ctx.task.name] = self._reservoir(ctx.task.name, rows, rng)
         self._pending = None
+
+    def _balanced(self, task: str, rows: list[Row], rng: np.random.Generator) -> list[str]:
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for entry in self.buffer:  # earlier tasks, each in its own draw's order
+            groups.setdefault(entry["task"], []).append(entry)
+        order = rng.permutation(len(rows))
+        groups[task] = [{"task": task, "row": copy.deepcopy(rows[i])} for i in order]
+        lengths = balanced_lengths(int(self.options.max_buffer), len(groups))
+        self.buffer = [e for group, n in zip(groups.values(), lengths) for e in group[:n]]
+        return [str(e["row"]["id"]) for e in groups[task][:lengths[-1]]]
+
+    def recorded_options(self) -> dict[str, Any]:
+        """``memory``, written resolved into config.yaml."""
+        return {"memory": self.options.memory}
 
     def _reservoir(self, task: str, rows: list[Row], rng: np.random.Generator) -> list[str]:
         capacity = self.options.max_buffer or int(self.options.budget)
@@ -133,6 +171,8 @@ class Replay(Method):
         return {
             "strategy": self.options.strategy,
             "budget": self.options.budget,
+            "memory": self.options.memory,
+            "max_buffer": self.options.max_buffer,
             "selected": [[task, row_id] for task, ids in self.added.items() for row_id in ids],
             "buffer": [[e["task"], str(e["row"]["id"])] for e in self.buffer],
         }

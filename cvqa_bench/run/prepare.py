@@ -8,7 +8,7 @@ from typing import Any
 
 from cvqa_bench.config import ConfigError, RunConfig, SequenceSpec, TaskSpec, TrainSpec, load_sequence, reorder_tasks, validate_model
 from cvqa_bench.methods import methods
-from cvqa_bench.methods.base import Method, TaskInfo
+from cvqa_bench.methods.base import PROMPT_SAMPLE, Method, TaskInfo
 from cvqa_bench.run import distributed
 from cvqa_bench.run.preflight import check_run, check_seed
 from cvqa_bench.scoring import get_scorer
@@ -31,7 +31,8 @@ class PreparedRun:
         """What the method may know about each task."""
         return [
             TaskInfo(i, t.spec.name, tuple(t.instructions), tuple(r["id"] for r in t.train),
-                     self.sequence.instruction_style, _schedule_row(t.spec))
+                     self.sequence.instruction_style, _schedule_row(t.spec),
+                     tuple(dict.fromkeys(r["text"] for r in t.test))[:PROMPT_SAMPLE])
             for i, t in enumerate(self.tasks)
         ]
 
@@ -61,6 +62,9 @@ def prepare(config: RunConfig, check_images: bool = True) -> PreparedRun:
     distributed.check_deepspeed(config.method.name, has_step_hook(method))
     check_trackers(config.train)  # a missing tracker package stops the run before anything is written
     distributed.init()
+    unknown = sorted(set(config.train.rows_per_step) - {t.name for t in sequence.tasks})
+    if unknown:
+        raise ConfigError(f"train.rows_per_step: no task {unknown[0]!r} in sequence {sequence.name!r}")
     for task in sequence.tasks:  # every task's rows per step must split into whole batches
         task_train_spec(config.train, task, distributed.world_size(), str(seq_path))
         try:
@@ -78,18 +82,21 @@ def prepare(config: RunConfig, check_images: bool = True) -> PreparedRun:
 
 
 def task_train_spec(train: TrainSpec, task: TaskSpec, world_size: int, source: str = "sequence") -> TrainSpec:
-    """The run's training spec for one task: ``grad_accum`` set from the task's ``rows_per_step`` when it has one.
+    """The run's training spec for one task: ``grad_accum`` set from the task's rows per step when it has them
+    (``train.rows_per_step``'s entry for it, else the sequence's ``rows_per_step``).
 
     Raises:
         ConfigError: the rows per step are not a whole number of batch_size x processes.
     """
-    if task.rows_per_step is None:
+    rows = train.rows_per_step.get(task.name, task.rows_per_step)
+    if rows is None:
         return train
     per_pass = train.batch_size * world_size
-    if task.rows_per_step % per_pass:
-        raise ConfigError(f"{source}: task {task.name!r}: rows_per_step {task.rows_per_step} is not a multiple of "
+    if rows % per_pass:
+        where = "train.rows_per_step" if task.name in train.rows_per_step else source
+        raise ConfigError(f"{where}: task {task.name!r}: rows_per_step {rows} is not a multiple of "
                           f"train.batch_size {train.batch_size} x {world_size} process(es); change one of them")
-    return train.model_copy(update={"grad_accum": task.rows_per_step // per_pass})
+    return train.model_copy(update={"grad_accum": rows // per_pass})
 
 
 def pads_to_square(config: RunConfig, aspect: str | None) -> bool:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from cvqa_bench.methods.base import TaskContext, TaskInfo, Trainables
-from cvqa_bench.methods.eproj import EProj, select_projector
+from cvqa_bench.methods.eproj import EProj, prompt_scores, route_projector, select_projector
 
 COLOR = "What is the color of the shape?"
 COUNT = "How many shapes are there?"
@@ -21,6 +21,51 @@ def test_select_projector_by_instructions():
     # "red apple" vs "red car": TF-IDF (smooth idf: red 1, apple/car 1 + ln 1.5) cosine = 1 / (1 + (1 + ln 1.5)^2)
     assert select_projector(("red apple",), [["red car"], ["green pear"]], 0.33) == 0
     assert select_projector(("red apple",), [["red car"], ["green pear"]], 0.34) == 1
+
+
+def test_a_tie_is_broken_by_the_prompts_and_named_when_it_cannot_be():
+    # one vectorizer on the three prompts: the query's vector is book 0's (cosine 1), book 1 shares no word (0)
+    assert prompt_scores(["red apple"], [["red apple"], ["green pear"]]) == pytest.approx([1.0, 0.0])
+    books = [[COLOR], [COLOR], [COUNT]]
+    prompt_books = [["Is the green pear ripe?"], ["Is the red apple ripe?"], ["How many?"]]
+    decided = route_projector((COLOR,), books, 0.0, ["<image>\nIs the  red apple sweet?"], prompt_books)
+    assert (decided.index, decided.tied, decided.ambiguous) == (1, [0, 1], False)
+    assert decided.prompt_scores[1] > decided.prompt_scores[0]
+    # no prompts to tell them apart: the first, and the decision says it was a guess
+    guess = route_projector((COLOR,), books, 0.0)
+    assert (guess.index, guess.tied, guess.ambiguous) == (0, [0, 1], True)
+    assert guess.record(["a", "b", "c"])["ambiguous"] is True
+    # a single best instruction score is never second-guessed by the prompts
+    assert select_projector((COUNT,), books, 0.0, ["Is the red apple sweet?"], prompt_books) == 2
+
+
+def test_coin8_standin_routing_table():
+    """The coin8 stand-in: which tasks EProj tells apart (docs/methods.md, "EProj routing on CoIN")."""
+    from coin_standins import TASKS, _test_rows, _train_rows
+
+    from cvqa_bench.config import load_sequence
+    from cvqa_bench.data.coin import extract_instruction
+
+    rules = {t.name: t.instruction for t in load_sequence("coin8")[0].tasks}
+    infos = [TaskInfo(i, name, tuple(dict.fromkeys(extract_instruction(r["conversations"][0]["value"], rules[name])
+                                                   for r in _train_rows(name))),
+                      test_prompts=tuple(r["text"] for r in _test_rows(name))) for i, name in enumerate(TASKS)]
+    method = EProj()
+    method.setup(infos)
+    for info in infos:
+        method.train_rows(info, _train_rows(info.name))
+        method.trained.append(info)
+    decisions = method.records()["decisions"]
+    vqa_style = ["TextVQA", "GQA", "VizWiz", "VQAv2", "OCRVQA"]  # one shared instruction: an exact tie
+    for name in ("ScienceQA", "ImageNet", "Grounding"):  # an instruction of their own
+        assert decisions[name]["to"] == name and "tied" not in decisions[name]
+    for name in vqa_style:
+        assert decisions[name]["tied"] == vqa_style and decisions[name]["ambiguous"] is False
+    # VizWiz's own instruction line and OCR-VQA's book questions win the tie-break
+    assert decisions["VizWiz"]["to"] == "VizWiz" and decisions["OCRVQA"]["to"] == "OCRVQA"
+    # TextVQA, GQA and VQAv2 ask open image questions: they are confused among themselves only
+    for name in ("TextVQA", "GQA", "VQAv2"):
+        assert decisions[name]["to"] in {"TextVQA", "GQA", "VQAv2"}
 
 
 class Tiny(torch.nn.Module):

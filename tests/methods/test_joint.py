@@ -55,3 +55,23 @@ def test_cumulative_retrains_on_all_seen_tasks_and_resumes_its_rows() -> None:
     assert ids(again.train_rows(TASKS[1], ROWS["b"])) == ["a0", "a1", "b0", "b1"]
     again.before_task(ctx(model, 1))
     assert model.w.item() == 1.0  # back to the base weights
+
+
+def test_cumulative_start_previous_continues_from_the_last_stage_as_avalanche() -> None:
+    starts = {}
+    for start in ("base", "previous"):
+        model, method = One(), Cumulative(Cumulative.Options(start=start))
+        method.setup(TASKS)
+        seen = []
+        for i, trained_to in enumerate((3.0, 7.0, 9.0)):
+            rows = method.train_rows(TASKS[i], ROWS[TASKS[i].name])
+            method.before_task(ctx(model, i))
+            seen.append((len(rows), model.w.item()))
+            with torch.no_grad():
+                model.w.fill_(trained_to)  # what stage i + 1 trained the weight to
+            method.after_task(ctx(model, i))
+        starts[start] = seen
+        assert method.records()["start"] == start and method.recorded_options() == {"start": start}
+    # every stage trains on all rows so far (2, 4, 6); base: each starts at the base 1.0, previous: at 3.0, 7.0
+    assert starts["base"] == [(2, 1.0), (4, 1.0), (6, 1.0)]
+    assert starts["previous"] == [(2, 1.0), (4, 3.0), (6, 7.0)]

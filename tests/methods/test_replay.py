@@ -124,3 +124,29 @@ def test_a_row_without_id_is_named_in_the_error() -> None:
 def test_options_reject_invalid_values(options: dict) -> None:
     with pytest.raises(ValidationError):
         Replay.Options(**options)
+
+
+def test_fixed_memory_is_experience_balanced_as_avalanche() -> None:
+    from cvqa_bench.methods.replay import balanced_lengths
+
+    # Avalanche get_group_lengths(adaptive): max_size // n each, the remainder to the first groups
+    assert [balanced_lengths(7, n) for n in (1, 2, 3)] == [[7], [4, 3], [3, 2, 2]]
+    method = Replay(Replay.Options(memory="fixed", max_buffer=7), seed=3)
+    given = run(method, [10, 10, 1])
+    replayed = [[r["conversations"][0]["value"][0] for r in stage[n:]] for stage, n in zip(given, [10, 10, 1])]
+    # stage 1 replays nothing; stage 2: 7 rows of A; stage 3: 4 of A + 3 of B
+    assert [[r.count(t) for t in "AB"] for r in replayed] == [[0, 0], [7, 0], [4, 3]]
+    # after C: shares 3, 2, 2, but C has one row: 3 + 2 + 1 rows kept
+    assert [e["task"] for e in method.buffer] == ["A"] * 3 + ["B"] * 2 + ["C"]
+    # a shrinking share keeps the first rows of the task's own draw
+    stage2_a = [r["id"] for r in given[1][10:]]
+    stage3_a = [r["id"] for r in given[2][1:5]]
+    assert stage3_a == stage2_a[:4] and [str(e["row"]["id"]) for e in method.buffer[:3]] == stage2_a[:3]
+    assert method.recorded_options() == {"memory": "fixed"}
+
+
+def test_fixed_memory_needs_the_random_strategy_and_a_size() -> None:
+    with pytest.raises(ValidationError, match="set max_buffer"):
+        Replay.Options(memory="fixed")
+    with pytest.raises(ValidationError, match="set max_buffer"):
+        Replay.Options(memory="fixed", strategy="reservoir", max_buffer=5)
