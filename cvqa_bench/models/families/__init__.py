@@ -32,6 +32,16 @@ _family("llava_next", "cvqa_bench.models.families.llava_next:LlavaNext", ("llava
         "LLaVA-NeXT (1.6): anyres tiles + base image, image_newline, image_sizes")
 _family("llava_onevision", "cvqa_bench.models.families.llava_onevision:LlavaOnevision", ("llava_onevision",),
         "LLaVA-OneVision: SigLIP tower, anyres-max tiles, image_sizes, Qwen2 chat")
+_family("qwen2_vl", "cvqa_bench.models.families.qwen_vl:QwenVL", ("qwen2_vl",),
+        "Qwen2-VL: dynamic resolution, flattened patches + image_grid_thw, 2x2 patch merger, M-RoPE")
+_family("qwen2_5_vl", "cvqa_bench.models.families.qwen_vl:Qwen25VL", ("qwen2_5_vl",),
+        "Qwen2.5-VL: Qwen2-VL inputs, window-attention tower, patch merger, M-RoPE")
+_family("qwen3_vl", "cvqa_bench.models.families.qwen_vl:Qwen3VL", ("qwen3_vl",),
+        "Qwen3-VL: Qwen2-VL inputs, DeepStack mergers into the first LM layers, interleaved M-RoPE")
+_family("internvl", "cvqa_bench.models.families.internvl:InternVL", ("internvl",),
+        "InternVL2.5/3 (-hf): InternViT tiles + thumbnail, pixel shuffle, MLP projector")
+_family("idefics3", "cvqa_bench.models.families.idefics:Idefics3", ("idefics3", "smolvlm"),
+        "Idefics3 / SmolVLM: image splitting (tiles + global image), pixel-shuffle connector")
 
 
 def model_type_of(source: str | Path | Any) -> str:
