@@ -50,6 +50,7 @@ class Llava(ModelFamily):
     model_class = "LlavaForConditionalGeneration"  # the class of every llava-hf folder (auto class maps it too)
     tiny_tokens = TinyTokens(bos="<s>", eos="</s>", pad="<pad>", unk="<unk>", image="<image>")
     tiny_chat_template = TINY_CHAT_TEMPLATE
+    tiny_processor_class = "LlavaProcessor"
 
     def modules(self, model: torch.nn.Module) -> FamilyParts:
         """``LlavaModel``'s ``vision_tower``, ``multi_modal_projector`` and ``language_model``."""
@@ -108,10 +109,11 @@ class Llava(ModelFamily):
 
     @classmethod
     def tiny_processor(cls, image_processor: Any, tokenizer: Any, chat_template: str, config: Any) -> Any:
-        """``LlavaProcessor`` (it loads here): saved with the checkpoint, and the reference of the input test."""
-        from transformers import LlavaProcessor
+        """HF's processor wrapper (``LlavaProcessor``, ``LlavaNextProcessor``: they load here): saved with the
+        checkpoint, and the reference of the input test."""
+        import transformers
 
-        return LlavaProcessor(
+        return getattr(transformers, cls.tiny_processor_class)(
             image_processor=image_processor, tokenizer=tokenizer, patch_size=config.vision_config.patch_size,
             vision_feature_select_strategy=config.vision_feature_select_strategy, num_additional_image_tokens=1,
             chat_template=chat_template,

@@ -26,6 +26,7 @@ class LlavaNext(AnyresFamily):
     model_types = ("llava_next",)
     model_class = "AutoModelForImageTextToText"
     tiny_chat_template = TINY_CHAT_TEMPLATE
+    tiny_processor_class = "LlavaNextProcessor"
 
     def pack(self, core: Any, projected: list[torch.Tensor], image_sizes: torch.Tensor) -> list[torch.Tensor]:
         """``LlavaNextModel.pack_image_features`` with the config's selection strategy and the newline."""
@@ -53,14 +54,3 @@ class LlavaNext(AnyresFamily):
         size = spec["image_size"]
         return LlavaNextImageProcessorPil(size={"shortest_edge": size}, crop_size={"height": size, "width": size},
                                           image_grid_pinpoints=cls.tiny_pinpoints(spec))
-
-    @classmethod
-    def tiny_processor(cls, image_processor: Any, tokenizer: Any, chat_template: str, config: Any) -> Any:
-        """``LlavaNextProcessor`` (it loads here): saved with the checkpoint, the reference of the input test."""
-        from transformers import LlavaNextProcessor
-
-        return LlavaNextProcessor(
-            image_processor=image_processor, tokenizer=tokenizer, patch_size=config.vision_config.patch_size,
-            vision_feature_select_strategy=config.vision_feature_select_strategy, num_additional_image_tokens=1,
-            chat_template=chat_template,
-        )
