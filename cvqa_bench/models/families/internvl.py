@@ -10,9 +10,9 @@ template writes ``<IMG_CONTEXT>`` and the wrapper expands it to ``<img>`` + ``<I
 downsample_ratio**2`` tokens after the pixel shuffle.
 
 Parts: ``vision_tower`` (InternViT), ``multi_modal_projector`` (LayerNorm + 2-layer MLP, "mlp1" in the
-original code), ``language_model``. Vision cache: allowed; the cached features are the projector's input
-(the tower's output at ``vision_feature_layer``, CLS dropped, pixel-shuffled), ``[tiles, tokens, width]``
-per image.
+original code), ``language_model``. Vision cache: off (:attr:`InternVL.no_vision_cache`): the model takes a
+batch's tiles concatenated, so the batch's image inputs do not say which tiles belong to which image, and a
+per-image cache entry cannot be cut from them.
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ class InternVL(ModelFamily):
     model_types = ("internvl",)
     description = "InternVL2.5/3 (-hf): InternViT tiles + thumbnail, pixel shuffle, MLP projector"
     image_placeholder = IMAGE_CONTEXT
+    no_vision_cache = ("InternVL takes a batch's tiles concatenated ([sum of tiles, 3, H, W]); the batch inputs do not "
+                       "say which tiles are whose image, so per-image features cannot be cut from them")
     tiny_tokens = TinyTokens(bos=None, eos="<|im_end|>", pad="<|endoftext|>", unk="<|endoftext|>",
                              image=IMAGE_CONTEXT, extra=("<|im_start|>", IMAGE_START, IMAGE_END, "<video>"))
     tiny_chat_template = CHAT_TEMPLATE
@@ -84,18 +86,6 @@ class InternVL(ModelFamily):
     def projector_names(self) -> tuple[str, ...]:
         """The MLP projector."""
         return ("multi_modal_projector",)
-
-    # ---- vision features computed once ---------------------------------------------------------------------
-    def split_features(self, features: torch.Tensor, images: list[dict[str, torch.Tensor]]) -> list[torch.Tensor]:
-        """Per-tile projector inputs ``[sum of tiles, tokens, width]`` → one ``[tiles, tokens, width]`` per image."""
-        return list(features.split([img["pixel_values"].shape[0] for img in images]))
-
-    def encoder_outputs(self, parts: FamilyParts, features: list[torch.Tensor],
-                        image_inputs: dict[str, torch.Tensor]) -> dict[str, Any]:
-        """The cached tiles through the current projector, ``[sum of tiles, tokens, hidden]`` as HF gives it."""
-        from transformers.modeling_outputs import BaseModelOutputWithPooling
-
-        return {"image": BaseModelOutputWithPooling(pooler_output=parts.projector(torch.cat(features)))}
 
     # ---- tiny offline checkpoints ---------------------------------------------------------------------------
     @classmethod
