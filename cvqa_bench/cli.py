@@ -13,7 +13,7 @@ import typer
 import yaml
 
 from cvqa_bench.cli_common import app, console, err_console, fail, parse_sets, print_run, user_errors
-from cvqa_bench.config import ConfigError, load_run_config, parse_seed_list
+from cvqa_bench.config import ConfigError, load_run_config, parse_seed_list, read_yaml
 from cvqa_bench.errors import RunStopped, describe_user_error
 from cvqa_bench.rundir import default_run_folder
 
@@ -55,7 +55,8 @@ def run(
         from cvqa_bench.run.loop import execute
         from cvqa_bench.run.prepare import prepare
 
-        for run_seed in seed_list:
+        planned = []
+        for run_seed in seed_list:  # every seed's run checked before the first one trains
             if run_seed is not None:
                 overrides["seed"] = run_seed
             cfg = load_run_config(config, overrides)
@@ -65,6 +66,8 @@ def run(
             with run_logging(None, verbose):  # the checks may build the tiny model: no loading bars
                 prepared = prepare(cfg)
             prepared.invocation = invocation_record(config, overrides)  # kept in manifest.json
+            planned.append((cfg, folder, prepared))
+        for cfg, folder, prepared in planned:
             for reason in shortened_reasons(cfg.model_dump(mode="json"), prepared.invocation):
                 err_console.print(f"shortened run: {reason}", style="yellow", markup=False, highlight=False)
             try:
@@ -131,7 +134,7 @@ def score(
         from cvqa_bench.run.integrity import verify_run
 
         verify_run(run_dir)  # a damaged stage is refused before anything is rewritten
-        own = (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("protocol", "corrected")
+        own = (read_yaml(run_dir / "config.yaml") or {}).get("protocol", "corrected")  # names the file if unreadable
         try:
             summarize(run_dir, scorer_override=scorer, protocol=protocol)
         except MissingPredictionsError:
@@ -150,6 +153,8 @@ def report(
     format: Annotated[list[str], typer.Option("--format", help="md, csv, json, latex (repeatable)")] = ["md"],
     out: Annotated[Path | None, typer.Option(help="output folder (default: the run folder, or results/report)")] = None,
     published: Annotated[bool, typer.Option(help="add the paper's published figures, labelled as such")] = False,
+    force_group: Annotated[bool, typer.Option(help="average runs of one config even when their scoring, data or "
+                                              "base model differ (the report says so)")] = False,
 ) -> None:
     """Tables and plots for one run, or several runs side by side (seeds grouped as mean ± std)."""
     try:
@@ -159,7 +164,7 @@ def report(
         if bad:
             raise ConfigError(f"--format: unknown {bad}; choose from md, csv, json, latex")
         target = out or (run_dirs[0] if len(run_dirs) == 1 else Path("results") / "report")
-        result = build_report(run_dirs, target, formats=format, published=published)
+        result = build_report(run_dirs, target, formats=format, published=published, force_group=force_group)
         print_report(result, console)
     except (*user_errors(), ValueError) as exc:
         fail(describe_user_error(exc))

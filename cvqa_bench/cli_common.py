@@ -11,6 +11,7 @@ from rich.console import Console
 
 from cvqa_bench.cli_help import HelpGroup, VersionOption
 from cvqa_bench.config import ConfigError
+from cvqa_bench.config.loading import UniqueKeyLoader
 from cvqa_bench.registry import UnknownNameError
 
 
@@ -42,13 +43,18 @@ def user_errors() -> tuple[type[Exception], ...]:
 
 
 def parse_sets(pairs: list[str]) -> dict[str, Any]:
-    """``--set KEY=VALUE`` pairs as a dict, each value parsed as YAML."""
+    """``--set KEY=VALUE`` pairs as a dict, each value parsed as YAML (malformed YAML or a key given twice in a
+    flow mapping: one line, exit 2)."""
     overrides: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             fail(f"--set expects KEY=VALUE (e.g. train.max_steps=50), got {pair!r}")
-        overrides[key.strip()] = yaml.safe_load(value)
+        try:
+            overrides[key.strip()] = yaml.load(value, Loader=UniqueKeyLoader)  # safe loading, duplicate keys refused
+        except (yaml.YAMLError, RecursionError) as exc:
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0] or type(exc).__name__
+            fail(f"--set {key.strip()}: the value {value!r} is not valid YAML ({problem})")
     return overrides
 
 

@@ -102,7 +102,7 @@ def plan(
     data_root: Annotated[str | None, typer.Option(help="root folder of the sequence's data")] = None,
     method: Annotated[str | None, typer.Option(help="method name (default: the config's)")] = None,
     throughput: Annotated[Path | None, typer.Option(help="JSON with questions_per_s and step_seconds")] = None,
-    devices: Annotated[int, typer.Option(help="devices of the run, for device-hours")] = 1,
+    devices: Annotated[int, typer.Option(min=1, help="devices of the run, for device-hours")] = 1,
     set_: Annotated[list[str], typer.Option("--set", help="override a config field")] = [],
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of the table")] = False,
 ) -> None:

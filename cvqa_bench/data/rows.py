@@ -7,6 +7,7 @@ A problem is one line naming the file, the row index and the field (``<file> row
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -136,9 +137,9 @@ def _check_numbers(item: dict[str, Any], key: str, length: int) -> list[float] |
     if (
         not isinstance(value, list)
         or len(value) != length
-        or any(isinstance(v, bool) or not isinstance(v, int | float) for v in value)
-    ):
-        raise ValueError(f"{key}: must be a list (or a JSON string) of {length} numbers, got {item[key]!r}")
+        or any(isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) for v in value)
+    ):  # NaN and Infinity parse as JSON numbers in Python: refused here
+        raise ValueError(f"{key}: must be a list (or a JSON string) of {length} finite numbers, got {item[key]!r}")
     return list(value)
 
 
@@ -194,9 +195,11 @@ def read_json_document(path: Path) -> Any:
     except (OSError, ValueError) as exc:  # ValueError: undecodable UTF-8, a NUL character in the path
         raise DataError(f"{path}: cannot read ({exc})") from exc
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from exc
+    except DuplicateKey:
+        raise DataError(f"{path}{_where_duplicate(text)}; a JSON object names each key once") from None
     except RecursionError:
         data = TOO_DEEP
     if data is TOO_DEEP or _depth_exceeds(data, MAX_JSON_DEPTH):
@@ -206,6 +209,40 @@ def read_json_document(path: Path) -> Any:
 
 MAX_JSON_DEPTH = 64
 TOO_DEEP = object()
+
+
+class DuplicateKey(ValueError):
+    """A JSON object with the same key twice (``json`` would keep the last one silently)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise DuplicateKey
+    return obj
+
+
+class _Tagged(dict):  # type: ignore[type-arg]
+    duplicate: str | None = None
+
+
+def _tag_duplicates(pairs: list[tuple[str, Any]]) -> _Tagged:
+    obj = _Tagged(pairs)
+    keys = [k for k, _ in pairs]
+    inner = [v.duplicate for v in obj.values() if isinstance(v, _Tagged) and v.duplicate]
+    inner += [x.duplicate for v in obj.values() if isinstance(v, list) for x in v if isinstance(x, _Tagged) and x.duplicate]
+    obj.duplicate = next((k for k in keys if keys.count(k) > 1), None) or (inner[0] if inner else None)
+    return obj
+
+
+def _where_duplicate(text: str) -> str:
+    """`` row N: duplicate key 'k'`` for the first top-level row holding a duplicate key (parsed again, slowly)."""
+    data = json.loads(text, object_pairs_hook=_tag_duplicates)
+    rows = data if isinstance(data, list) else [data]
+    for index, row in enumerate(rows):
+        if isinstance(row, _Tagged) and row.duplicate:
+            return f" row {index}: duplicate key {row.duplicate!r}"
+    return ": duplicate key"
 
 
 def _depth_exceeds(data: Any, limit: int) -> bool:

@@ -2,7 +2,8 @@
 
 :func:`build_report` turns one run into its matrix/metrics tables and heatmap, and several runs into
 a methods × metrics comparison plus a seen-average plot; runs whose config.yaml is identical apart
-from the seed (and run name / output path) are grouped as mean ± sample std (``report.groups``).
+from the seed (and run name / output path), scored the same way, on the same data and base model are
+grouped as mean ± sample std (``report.groups``).
 """
 
 from __future__ import annotations
@@ -12,16 +13,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cvqa_bench.io import atomic_write_json, atomic_write_text
 import yaml
 
+from cvqa_bench.io import atomic_write_json, atomic_write_text
 from cvqa_bench.metrics import METRIC_FORMULAS
-from cvqa_bench.report.groups import RunGroup, group_runs
 from cvqa_bench.rundir import RunDir
+from cvqa_bench.report.groups import RunGroup, group_runs
 from cvqa_bench.report.summary import RunSummary, load_run, meta_lines
 from cvqa_bench.report.formats import latex_document_header, markdown_document, to_csv, to_latex, to_records
 from cvqa_bench.report.published import load_published, published_tables
 from cvqa_bench.report.partial import is_partial_run, load_partial_run, partial_lines, partial_tables
+from cvqa_bench.scoring.seals import verify_run_files
 from cvqa_bench.report.tables import ComparisonRow, ReportTable, Stat, comparison_table, format_cell, matrix_table, metrics_table
 
 if TYPE_CHECKING:
@@ -44,12 +46,13 @@ class ReportResult:
 
 
 def build_report(run_dirs: Sequence[Path], out_dir: Path, formats: Sequence[str] = ("md",),
-                 published: bool = False) -> ReportResult:
+                 published: bool = False, force_group: bool = False) -> ReportResult:
     """Tables (``formats`` of md, csv, json, latex) and PNG plots of one or several runs, written into ``out_dir``.
 
     One run: its accuracy matrix, every metric and a heatmap. Several: a comparison table (seeds of
     one config grouped, mean ± sample std) and the seen-task average after each stage. ``published``
-    adds the paper's headline figures as separate, labelled tables.
+    adds the paper's headline figures as separate, labelled tables. Runs are averaged only when they are
+    comparable (``report.groups``); ``force_group`` averages runs of one config anyway, and says so.
     """
     from cvqa_bench.report.plots import plot_heatmap, plot_seen_average
 
@@ -62,9 +65,11 @@ def build_report(run_dirs: Sequence[Path], out_dir: Path, formats: Sequence[str]
     out_dir = Path(out_dir)
     if len(run_dirs) == 1 and is_partial_run(Path(run_dirs[0])):
         return _partial_report(Path(run_dirs[0]), out_dir, formats)
+    for run_dir in run_dirs:
+        verify_run_files(Path(run_dir))  # a predictions or scores file changed by hand is never shown
     runs = [load_run(Path(d)) for d in run_dirs]
-    groups = group_runs(runs)
-    result = ReportResult(out_dir, runs, groups, [])
+    groups, notes = group_runs(runs, force=force_group)
+    result = ReportResult(out_dir, runs, groups, [], warnings=notes)
     result.warnings += [f"{r.name} is a shortened run: {r.meta['shortened']}" for r in runs if r.meta.get("shortened")]
     if len(runs) == 1:
         run = runs[0]
@@ -98,11 +103,6 @@ def build_report(run_dirs: Sequence[Path], out_dir: Path, formats: Sequence[str]
     return result
 
 
-def _partial_report(run_dir: Path, out_dir: Path, formats: Sequence[str]) -> ReportResult:
-    """An unfinished run: the partial matrix, the metrics defined so far, the missing cells as a warning."""
-    run = load_partial_run(run_dir)
-    title, lines, warnings = partial_lines(run)
-    result = ReportResult(out_dir, [], [], partial_tables(run), warnings=warnings)
 def _benchmark_names(run: RunSummary) -> tuple[dict[str, str], str]:
     """The run's sequence ``metric_names`` (its benchmark's names for the metrics) and the sequence name."""
     path = RunDir(run.path).sequence
@@ -116,6 +116,11 @@ def _benchmark_names(run: RunSummary) -> tuple[dict[str, str], str]:
     return {str(k): str(v) for k, v in names.items()}, str(seq.get("name", ""))
 
 
+def _partial_report(run_dir: Path, out_dir: Path, formats: Sequence[str]) -> ReportResult:
+    """An unfinished run: the partial matrix, the metrics defined so far, the missing cells as a warning."""
+    run = load_partial_run(run_dir)
+    title, lines, warnings = partial_lines(run)
+    result = ReportResult(out_dir, [], [], partial_tables(run), warnings=warnings)
     _write_formats(result, formats, title, lines, [])
     return result
 
@@ -191,6 +196,7 @@ def print_report(result: ReportResult, console: Console, brief: bool = False) ->
         console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     for path in [] if brief else result.files:
         console.print(f"wrote {escape(str(path))}")
+
 
 def column_parts(widths: dict[int, int], labels: list[int], room: int) -> list[list[int]]:
     """The columns of each part of a table printed in ``room`` characters: the label columns in every part,

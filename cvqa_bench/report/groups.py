@@ -1,4 +1,9 @@
-"""Runs of one config that differ only in the seed, grouped and labelled for a comparison (mean ± sample std)."""
+"""Runs that differ only in the seed, grouped and labelled for a comparison (mean ± sample std).
+
+Runs are averaged only when they share the resolved config (seed aside), the protocol and scorer of each
+task, the data content hashes and the base model's content hash (manifest.json); any other run gets its
+own row and a one-line note saying why.
+"""
 
 from __future__ import annotations
 
@@ -57,18 +62,70 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def group_runs(runs: Sequence[RunSummary]) -> list[RunGroup]:
-    """Group runs whose config.yaml is identical apart from :data:`GROUP_IGNORED_KEYS` (and whose tasks match).
+def comparability(run: RunSummary) -> dict[str, Any]:
+    """What must agree, apart from the seed, for runs to be averaged: per part (config, tasks, scoring, data,
+    model) a JSON-able value. Data and model come from manifest.json (content hashes; absent: None)."""
+    manifest: Any = {}
+    path = run.path / "manifest.json"
+    if path.is_file():
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            manifest = {"unreadable": str(path)}
+    manifest = manifest if isinstance(manifest, dict) else {"unreadable": str(path)}
+    model = manifest.get("model") if isinstance(manifest.get("model"), dict) else {}
+    config = {k: v for k, v in run.config.items() if k not in GROUP_IGNORED_KEYS} if run.config is not None else None
+    return {"config": config, "tasks": run.tasks,
+            "scoring": {"protocol": run.meta.get("protocol"), "scorers": run.scorers},
+            "data": manifest.get("data"), "model": model.get("content_sha256"),
+            "manifest": manifest.get("unreadable")}
+
+
+def _why_apart(run: RunSummary, mine: dict[str, Any], other: RunSummary, theirs: dict[str, Any]) -> str:
+    """One line: why ``run`` is not averaged with ``other`` (which shares its config)."""
+    reasons = []
+    if mine["scoring"] != theirs["scoring"]:
+        tasks = [t for t in run.tasks if run.scorers.get(t) != other.scorers.get(t)]
+        shown = ", ".join(f"{t}: {run.scorers.get(t)} vs {other.scorers.get(t)}" for t in tasks[:3])
+        protocol = mine["scoring"]["protocol"] != theirs["scoring"]["protocol"]
+        reasons.append("scored differently (" + (shown or "") + (
+            f"{'; ' if shown else ''}protocol {mine['scoring']['protocol']} vs {theirs['scoring']['protocol']}"
+            if protocol else "") + ")")
+    if mine["data"] != theirs["data"]:
+        mine_data, their_data = mine["data"] or {}, theirs["data"] or {}
+        tasks = sorted(t for t in set(mine_data) | set(their_data) if mine_data.get(t) != their_data.get(t))
+        reasons.append(f"made from different data ({', '.join(tasks) or 'no data record'})")
+    if mine["model"] != theirs["model"]:
+        reasons.append("made from a different base model (content hash)")
+    if mine["manifest"] or theirs["manifest"]:
+        reasons.append(f"{mine['manifest'] or theirs['manifest']} is unreadable")
+    return f"{run.path} is not averaged with {other.path}: {'; '.join(reasons)}"
+
+
+def group_runs(runs: Sequence[RunSummary], force: bool = False) -> tuple[list[RunGroup], list[str]]:
+    """Group runs that agree on :func:`comparability` apart from the seed; returns the groups and one note per
+    run kept apart from a run of the same config. ``force``: group by config and tasks alone (the notes
+    then say what was averaged anyway).
 
     A run without config.yaml forms its own group: it cannot be shown to be a seed of another run.
     """
     keyed: dict[str, list[RunSummary]] = {}
+    parts = {id(run): comparability(run) for run in runs}
+    firsts: dict[str, tuple[RunSummary, dict[str, Any]]] = {}
+    notes = []
     for run in runs:
+        part = parts[id(run)]
         if run.config is None:
-            key = f"path:{run.path.resolve()}"
-        else:
-            kept = {k: v for k, v in run.config.items() if k not in GROUP_IGNORED_KEYS}
-            key = json.dumps([kept, run.tasks], sort_keys=True, default=str)
+            keyed.setdefault(f"path:{run.path.resolve()}", []).append(run)
+            continue
+        same_config = json.dumps([part["config"], part["tasks"]], sort_keys=True, default=str)
+        key = same_config if force else json.dumps(part, sort_keys=True, default=str)
+        first = firsts.setdefault(same_config, (run, part))
+        differs = json.dumps(part, sort_keys=True, default=str) != json.dumps(first[1], sort_keys=True, default=str)
+        if differs and (force or key not in keyed):
+            why = _why_apart(run, part, *first)
+            notes.append(f"--force-group: {why.replace(' is not averaged with ', ' is averaged with ')}"
+                         if force else why)
         keyed.setdefault(key, []).append(run)
     members = list(keyed.values())
     bases = [_base_label(g[0]) for g in members]
@@ -76,7 +133,11 @@ def group_runs(runs: Sequence[RunSummary]) -> list[RunGroup]:
     for i, group in enumerate(members):
         twins = [members[j][0] for j, b in enumerate(bases) if b == bases[i] and j != i]
         labels.append(bases[i] + _difference(group[0], twins))
-    return [RunGroup(label, group) for label, group in zip(labels, members, strict=True)]
+    repeated = {label for label in labels if labels.count(label) > 1}
+    for i, group in enumerate(members):  # rows kept apart with one config: told apart by their folders
+        if labels[i] in repeated:
+            labels[i] = f"{labels[i]} [{', '.join(str(r.path) for r in group)}]"
+    return [RunGroup(label, group) for label, group in zip(labels, members, strict=True)], notes
 
 
 def _base_label(run: RunSummary) -> str:

@@ -20,6 +20,7 @@ from cvqa_bench.report.summary import MATRIX_FILE, meta_lines
 from cvqa_bench.report.tables import ReportTable, matrix_table, metrics_table
 from cvqa_bench.rundir import RunDir
 from cvqa_bench.scoring.cells import load_run_sequence, score_predictions
+from cvqa_bench.scoring.seals import is_sealed, read_cells, verify_predictions
 from cvqa_bench.scoring.protocol import scorer_for
 
 
@@ -68,10 +69,12 @@ def load_partial_run(run_dir: Path) -> PartialRun:
     tasks = sequence.task_names()
     scorers = {t.name: scorer_for(protocol, t.name, t.scorer) for t in sequence.tasks}
     matrix = np.full((len(tasks) + 1, len(tasks)), np.nan)
+    cells = read_cells(run.cells)
     for stage in range(len(tasks) + 1):
         for col, task in enumerate(tasks):
             path = run.predictions(stage, tasks[stage - 1] if stage else None, task)
-            if path.is_file():
+            if path.is_file() and is_sealed(cells, run.root, path):  # unsealed: a killed run's last cell, redone
+                verify_predictions(run.root, [path])
                 matrix[stage, col] = 100.0 * float(score_predictions(path, scorers[task], protocol)["score"])
     meta = {"name": run.root.name, "sequence": config.get("sequence"), "method": (config.get("method") or {}).get("name"),
             "seed": config.get("seed"), "protocol": protocol}

@@ -11,7 +11,7 @@ import contextlib
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -99,8 +99,9 @@ def checkpoint_intact(folder: Path) -> bool:
         return False
 
 
-def latest_checkpoint(trainer_dir: Path) -> Path | None:
-    """The newest complete ``checkpoint-<step>`` folder under ``trainer_dir``, if any."""
+def latest_checkpoint(trainer_dir: Path, report: Callable[[str], None] | None = None) -> Path | None:
+    """The newest complete ``checkpoint-<step>`` folder under ``trainer_dir``, if any; each damaged one passed
+    over is named through ``report``."""
     found = []
     for folder in trainer_dir.glob("checkpoint-*"):
         match = re.fullmatch(r"checkpoint-(\d+)", folder.name)
@@ -109,6 +110,9 @@ def latest_checkpoint(trainer_dir: Path) -> Path | None:
     for _, folder in sorted(found, reverse=True):  # a damaged checkpoint is passed over for an older one
         if checkpoint_intact(folder):
             return folder
+        if report is not None:
+            report(f"{folder}: damaged (a file differs from its {COMPLETE_MARKER}); passed over, training resumes "
+                   "from an older checkpoint or the start of the stage")
     return None
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from cvqa_bench.config import ConfigError, StrictModel, load_run_config, read_yaml, validate_model
 from cvqa_bench.config.base import resolve_config_path, resolve_path
+from cvqa_bench.config.sequence import check_safe_name
 
 
 class Variant(StrictModel):
@@ -38,6 +39,20 @@ class ExperimentSpec(StrictModel):
     )
     overrides: dict[str, Any] = Field(default_factory=dict, description="dotted run-config overrides")
     out: str = Field(description="output folder, relative to the working directory")
+
+    @field_validator("methods")
+    @classmethod
+    def _labels_are_folder_names(cls, labels: list[str]) -> list[str]:
+        for label in labels:  # each becomes the folder <out>/<label>-seed<N>
+            check_safe_name(label, "method or variant label")
+        return labels
+
+    @field_validator("variants")
+    @classmethod
+    def _variant_labels_are_folder_names(cls, variants: dict[str, Variant]) -> dict[str, Variant]:
+        for label in variants:
+            check_safe_name(label, "variant label")
+        return variants
 
 
 def load_experiment(path: str | Path) -> ExperimentSpec:

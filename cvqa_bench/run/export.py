@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +50,18 @@ def export_stage(run_dir: Path, stage: int, out: Path, *, merge: bool = False, t
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"--out {out}: exists and is not empty; choose a new folder")
     model, processor = _stage_model(config, stage_dir, adapter, merge)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(out))
-    if config.model.lora is not None and not merge:
-        _place_adapter(adapter, out)
-    processor.save_pretrained(str(out))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))  # a failed export leaves no partial folder
+    try:
+        model.save_pretrained(str(tmp))
+        if config.model.lora is not None and not merge:
+            _place_adapter(adapter, tmp, base=out)
+        processor.save_pretrained(str(tmp))
+        if out.is_dir():
+            out.rmdir()  # checked empty above
+        tmp.replace(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
@@ -82,10 +90,10 @@ def _stage_model(config: RunConfig, stage_dir: Path, adapter: Path, merge: bool)
     return PeftModel.from_pretrained(model, str(adapter), is_trainable=False).merge_and_unload(), processor
 
 
-def _place_adapter(adapter: Path, out: Path) -> None:
-    """Copy the adapter files into ``out``, naming ``out`` itself as their base model."""
+def _place_adapter(adapter: Path, out: Path, base: Path) -> None:
+    """Copy the adapter files into ``out``, naming ``base`` (the folder ``out`` becomes) as their base model."""
     for name in ADAPTER_FILES:
         shutil.copyfile(adapter / name, out / name)
     config = json.loads((out / "adapter_config.json").read_text())
-    config["base_model_name_or_path"] = str(out.resolve())
+    config["base_model_name_or_path"] = str(base.resolve())
     (out / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")

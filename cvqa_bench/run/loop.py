@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml
 
+from cvqa_bench.config import read_yaml
 from cvqa_bench.errors import RunStopped
 from cvqa_bench.report.summary import write_run_summary
 from cvqa_bench.report.results import run_shortened, write_results
@@ -29,7 +29,7 @@ from cvqa_bench.run.prepare import PreparedRun
 from cvqa_bench.run.lock import RunLock
 from cvqa_bench.run.resume import clean_debris, discard_unstarted, init_run_dir
 from cvqa_bench.run.signals import InterruptFlag
-from cvqa_bench.scoring.cells import score_run
+from cvqa_bench.scoring.cells import load_run_sequence, score_run
 
 
 def execute(prepared: PreparedRun, out: Path, *, resume: bool = False, console: Any = None, quiet: bool = False,
@@ -127,13 +127,14 @@ def summarize(run_dir: Path, scorer_override: str | None = None, meta: dict[str,
     ``protocols/<protocol>/`` and leaves the run's own untouched.
     """
     run_dir = Path(run_dir)
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    cfg = read_yaml(run_dir / "config.yaml")  # a damaged or non-UTF-8 config.yaml: one line naming it
     own = cfg.get("protocol", "corrected") if isinstance(cfg, dict) else "corrected"
     protocol = protocol or own
     target = run_dir if protocol == own else RunDir(run_dir).protocol_dir(protocol)
     matrix, tasks, scorers = score_run(run_dir, scorer_override, protocol, target)
     if meta is None:
-        meta = {"name": run_dir.name, "sequence": cfg["sequence"], "method": cfg["method"]["name"], "seed": cfg["seed"]}
+        meta = {"name": run_dir.name, "sequence": load_run_sequence(RunDir(run_dir)).name,  # as the run wrote it
+                "method": cfg["method"]["name"], "seed": cfg["seed"]}
     shortened = run_shortened(run_dir)  # flagged in report.md, metrics.json and results.json
     meta = {**meta, "protocol": protocol, **({"shortened": "; ".join(shortened)} if shortened else {})}
     metrics = write_run_summary(target, matrix, tasks, scorers, meta)

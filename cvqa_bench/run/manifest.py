@@ -80,3 +80,42 @@ def build_manifest(config: dict[str, Any], data: dict[str, Any], model: dict[str
         "started": now(),
         "finished": None,
     }
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """A run's manifest.json, parsed.
+
+    Raises:
+        ConfigError: it is damaged (what the run was made from can no longer be checked).
+    """
+    import json
+
+    from cvqa_bench.config import ConfigError
+
+    try:
+        manifest = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        manifest = exc
+    if not isinstance(manifest, dict):
+        why = f"{type(manifest).__name__}" if isinstance(manifest, Exception) else "not a JSON object"
+        raise ConfigError(f"{path}: damaged ({why}); what this run was made from (data, base model) cannot be "
+                          "checked, so it cannot be resumed: start a new run with --out")
+    return manifest
+
+
+def check_same_model(path: Path, manifest: dict[str, Any], content_hash: str, source: str) -> None:
+    """Refuse to resume a run on a base model other than the one it started with.
+
+    Raises:
+        ConfigError: the manifest's model content hash is absent (an older run) or differs, naming the model.
+    """
+    from cvqa_bench.config import ConfigError
+
+    model = manifest.get("model") if isinstance(manifest.get("model"), dict) else {}
+    recorded = model.get("content_sha256")
+    if recorded is None:
+        raise ConfigError(f"{path}: this run was made before the base model was hashed by content, so {source} cannot "
+                          "be shown to be the model it started with; start a new run with --out")
+    if recorded != content_hash:
+        raise ConfigError(f"{path}: cannot resume, the base model changed: {source} (content SHA-256 "
+                          f"{content_hash[:12]}, the run started with {recorded[:12]}); start a new run with --out")

@@ -24,6 +24,7 @@ from cvqa_bench.run.logs import LOGGER, TrainLog
 from cvqa_bench.run.prepare import PreparedRun
 from cvqa_bench.run.trackers import MatrixScalars, logging_dir, trackers
 from cvqa_bench.scoring.cells import score_predictions
+from cvqa_bench.scoring.seals import seal_scores
 from cvqa_bench.scoring.protocol import scorer_for
 
 
@@ -127,6 +128,7 @@ class RunProgress:
                 cell = score_predictions(path, scorer_for(self.config.protocol, spec.name, spec.scorer),
                                          self.config.protocol)
                 atomic_write_json(self.run.scores(stage, stage_task, spec.name), cell)
+                seal_scores(self.run.root, [(path, self.run.scores(stage, stage_task, spec.name))])
                 values[spec.name] = 100.0 * float(cell["score"])
         cells = " · ".join(f"{s.name} {values[s.name]:.2f}" if s.name in values else f"{s.name} –" for s in self.tasks)
         timing = ""

@@ -80,15 +80,16 @@ def write_cell_inputs(predictions: Path, inputs: dict[str, str]) -> None:
 
 def cell_status(path: Path, test_rows: list[dict[str, Any]], inputs: dict[str, str] | None = None) -> str | None:
     """``None`` when ``path`` holds one prediction per test row and was made from ``inputs``; else why not:
-    ``"missing"``, ``"incomplete"``, or which input changed (``"test data changed"``, ``"stage changed"``)."""
+    ``"missing"``, ``"incomplete"`` (a killed run's), ``"damaged"`` (not one record per test row in order), or
+    which input changed (``"test data changed"``, ``"stage changed"``)."""
     if not path.is_file():
         return "missing"
     try:
         ids = [r["id"] for r in read_jsonl(path)]
-    except (ValueError, KeyError, UnicodeDecodeError):
-        return "incomplete"
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return "damaged"
     if ids != [r["question_id"] for r in test_rows]:
-        return "incomplete"
+        return "damaged"  # written whole (atomic): truncated, reordered or edited since
     if inputs is None:
         return None
     try:
@@ -104,6 +105,8 @@ def cell_status(path: Path, test_rows: list[dict[str, Any]], inputs: dict[str, s
 
 def stale_cell_message(path: Path, status: str | None, test_file: Path) -> str | None:
     """One line for a predictions file redone because its inputs changed (``None`` for a new or partial one)."""
+    if status == "damaged":
+        return f"{path}: damaged (truncated, reordered or not JSONL: not one prediction per test row, in order); redoing this cell"
     if status == "test data changed":
         return f"{path}: the test split changed ({test_file}); redoing this cell"
     if status == "stage changed":

@@ -5,7 +5,9 @@ the prompt/generation settings and the image preprocessing (on one frozen base m
 a hash of all four; the weights enter as an exact hash of the bytes of every trainable tensor as loaded
 for the cell (name, dtype, shape and bytes, in name order). A cell with the key of an earlier cell of
 the same run gets a byte copy of that cell's predictions file. ``cells.json`` in the run folder maps
-each cell to its key and to the cell it was copied from (null = computed).
+each cell to its key, to the cell it was copied from (null = computed) and to the SHA-256 of its
+predictions file (its seal, ``scoring/seals.py``); a damaged ``cells.json`` is set aside, so every cell
+is generated again.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from cvqa_bench.io import atomic_write_json
 from cvqa_bench.models.fingerprint import tensors_fingerprint
+from cvqa_bench.scoring.seals import SealBroken, read_cells, seal_problem, sha256_file, update_cells
 
 __all__ = ["CellIndex", "cell_key", "copy_predictions", "tensors_fingerprint"]
 
@@ -34,7 +37,16 @@ class CellIndex:
     def __init__(self, path: Path, root: Path) -> None:
         self.path = path
         self.root = root
-        self.cells: dict[str, dict[str, Any]] = json.loads(path.read_text()) if path.is_file() else {}
+        self.damage: str | None = None  # why a damaged cells.json was set aside (every cell is then redone)
+        try:
+            self.cells: dict[str, dict[str, Any]] = read_cells(path)
+        except SealBroken as exc:
+            self.damage, self.cells = str(exc), {}
+            atomic_write_json(path, self.cells)
+
+    def _computed(self) -> dict[str, dict[str, Any]]:
+        """The cells indexed by a run (``cvqa score`` may seal a hand-made cell without a key)."""
+        return {name: cell for name, cell in self.cells.items() if "key" in cell}
 
     def name(self, predictions: Path) -> str:
         """A cell's name: its predictions path relative to the run folder's predictions/."""
@@ -43,22 +55,24 @@ class CellIndex:
     def source_for(self, key: str, predictions: Path) -> Path | None:
         """The predictions file of an earlier cell with ``key`` that still exists, other than ``predictions``."""
         own = self.name(predictions)
-        for name, cell in self.cells.items():
-            if cell["key"] == key and name != own and (self.root / name).is_file():
+        for name, cell in self._computed().items():
+            if cell["key"] == key and name != own and (self.root / name).is_file() \
+                    and seal_problem(self.cells, self.root, self.root / name) is None:  # never copy a changed file
                 return self.root / name
         return None
 
     def record(self, predictions: Path, key: str, reused_from: Path | None, weights: str | None = None) -> None:
-        """Store one cell's key, origin and weights fingerprint, and write the index."""
+        """Store one cell's key, origin and the SHA-256 of its predictions file (its seal), and write the index."""
         origin = self.name(reused_from) if reused_from is not None else None
-        # weights: the fingerprint of the weights the cell was evaluated with
-        self.cells[self.name(predictions)] = {"key": key, "reused_from": origin, "weights": weights}
-        atomic_write_json(self.path, self.cells)
+        entry = {"key": key, "reused_from": origin, "sha256": sha256_file(predictions),
+                 "weights": weights}  # the fingerprint of the weights the cell was evaluated with
+        self.cells = update_cells(self.root, lambda cells: cells.__setitem__(self.name(predictions), entry))
 
     def counts(self) -> dict[str, int]:
         """How many indexed cells were computed and how many were copied."""
-        reused = sum(1 for c in self.cells.values() if c["reused_from"] is not None)
-        return {"computed": len(self.cells) - reused, "reused": reused}
+        cells = self._computed()
+        reused = sum(1 for c in cells.values() if c["reused_from"] is not None)
+        return {"computed": len(cells) - reused, "reused": reused}
 
 
 def copy_predictions(source: Path, target: Path) -> None:

@@ -7,7 +7,6 @@ writes every file, and each process evaluates a shard of the test rows that the 
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -28,20 +27,23 @@ from cvqa_bench.run.checkpoint import (
 from cvqa_bench.config import ConfigError
 from cvqa_bench.run.signals import NO_INTERRUPT, InterruptFlag
 from cvqa_bench.io import atomic_write_json, atomic_write_jsonl
-from cvqa_bench.run.manifest import build_manifest, now
+from cvqa_bench.run.manifest import build_manifest, check_same_model, now, read_manifest
+from cvqa_bench.run.inputs import RunInputs
+from cvqa_bench.models.fingerprint import model_content_hash
 from cvqa_bench.methods.base import TaskContext, Trainables
 from cvqa_bench.models.load import base_provenance, load_model, model_directory
 from cvqa_bench.rundir import RunDir
 from cvqa_bench.errors import NonFiniteError
 from cvqa_bench.run.progress import RunProgress
 from cvqa_bench.run.prepare import PreparedRun, pads_to_square, resolved_protocol, task_max_new_tokens, task_train_spec
-from cvqa_bench.run.resume import cell_status, clean_stage_checkpoints, rows_hash, stage_hash, write_cell_inputs
+from cvqa_bench.run.resume import cell_status, clean_stage_checkpoints, write_cell_inputs
 from cvqa_bench.run.resume import stale_cell_message, trainer_inputs_match, write_trainer_inputs
 from cvqa_bench.run.integrity import StageDamaged, discard_done, done_stage, write_done
 from cvqa_bench.run.checkpoint import read_stage
 from cvqa_bench.run.train import StageResult, interrupt_requested, train_stage
 from cvqa_bench.run.batches import batch_source
 from cvqa_bench.run.eval_cells import CellEvaluator
+from cvqa_bench.scoring.seals import seal_problem
 from cvqa_bench.models.prompting import TrainCollator
 
 
@@ -59,6 +61,7 @@ class StageRunner:
             self.console = Console(stderr=True, quiet=True)  # one progress display per run
         self.progress = progress or RunProgress(prepared, run, self.console, main=distributed.is_main())
         self.infos = prepared.task_infos()
+        self.inputs = RunInputs(prepared)  # content hashes of rows, images, stages and cells
         seed_everything(self.config.seed)  # LoRA init draws from the global RNG: the same on every process
         with distributed.main_first():  # the tiny model is built into the cache once
             model_directory(self.config.model)
@@ -71,6 +74,9 @@ class StageRunner:
         for note in self.method.notes():  # e.g. where a computed LLaCA schedule differs from the pinned one
             self.console.print(note, markup=False, highlight=False, soft_wrap=True)
         self.cells = CellEvaluator.for_run(self.config, self.loaded, self.trainables, self.method, self.run)
+        if self.cells.index is not None and self.cells.index.damage:
+            self.console.print(f"{self.cells.index.damage}; set aside, every cell is checked and redone",
+                               markup=False, highlight=False, soft_wrap=True)
 
     # -- manifest ---------------------------------------------------------------------------------
     def write_manifest(self) -> None:
@@ -78,26 +84,17 @@ class StageRunner:
         distributed.run_on_main(self._write_manifest)
 
     def _write_manifest(self) -> None:
-        from cvqa_bench.data.coin import file_sha256
-
+        model_hash = model_content_hash(Path(self.loaded.source), self.inputs.files)
         if self.run.manifest.is_file():
-            manifest = json.loads(self.run.manifest.read_text())
+            manifest = read_manifest(self.run.manifest)
+            check_same_model(self.run.manifest, manifest, model_hash, self._model_name())
             manifest.setdefault("resumed", []).append(now())
+            manifest["data"] = self.inputs.data_record()  # what is made from other data is redone from this one
         else:
-            data = {
-                t.spec.name: {
-                    "train": file_sha256(self.prepared.data_root / t.spec.train),
-                    "test": file_sha256(self.prepared.data_root / t.spec.test),
-                    "test_items": t.test_hash(), "n_train": len(t.train), "n_test": len(t.test),
-                    **({"answers": file_sha256(self.prepared.data_root / t.spec.answers_file)}
-                       if t.spec.answers_file else {}),
-                }
-                for t in self.prepared.tasks
-            }
-            model = {"source": self.loaded.source, "dtype": self.config.model.dtype,
+            model = {"source": self.loaded.source, "dtype": self.config.model.dtype, "content_sha256": model_hash,
                      "trainable_params": self.trainables.numel(),
                      **base_provenance(self.config.model, self.loaded.source)}
-            manifest = build_manifest(self.config.model_dump(mode="json"), data, model)
+            manifest = build_manifest(self.config.model_dump(mode="json"), self.inputs.data_record(), model)
             manifest["data_root"] = str(self.prepared.data_root)
             manifest["invocation"] = self.prepared.invocation  # what the command line changed (shortened runs)
             manifest["distributed"] = self._processes()
@@ -105,6 +102,10 @@ class StageRunner:
             manifest["method"] = {"options": self.config.method.options, "schedule": self.method.schedule(),
                                   "notes": self.method.notes()}
         atomic_write_json(self.run.manifest, manifest)
+
+    def _model_name(self) -> str:
+        spec = self.config.model
+        return f"model.tiny {spec.tiny} (built as {self.loaded.source})" if spec.tiny else f"model.path {spec.path}"
 
     def _processes(self) -> dict[str, Any]:
         world = distributed.world_size()
@@ -117,7 +118,7 @@ class StageRunner:
         distributed.run_on_main(self._finish_manifest)
 
     def _finish_manifest(self) -> None:
-        manifest = json.loads(self.run.manifest.read_text())
+        manifest = read_manifest(self.run.manifest)
         manifest["finished"] = now()
         manifest["cells"] = cells = self.cells.counts()  # generated / copied from an identical earlier cell
         self.console.print(f"cells: {cells['computed']} computed, {cells['reused']} reused (identical to an earlier cell)")
@@ -188,7 +189,7 @@ class StageRunner:
             discard_done(stage_dir)
         if not trainer_inputs_match(stage_dir / "trainer", expected):
             clean_stage_checkpoints(stage_dir)  # in-stage checkpoints made from other inputs
-        manifest = json.loads(self.run.manifest.read_text()) if self.run.manifest.is_file() else {}
+        manifest = read_manifest(self.run.manifest) if self.run.manifest.is_file() else {}
         before = manifest.get("distributed", {}).get("world_size", 1)
         if before != distributed.world_size():
             raise ConfigError(
@@ -197,7 +198,10 @@ class StageRunner:
                 f"rows per optimizer step (batch_size x grad_accum x processes). Relaunch with {before} "
                 "process(es), or start a new run with --out"
             )
-        return False, latest_checkpoint(stage_dir / "trainer")
+        return False, latest_checkpoint(stage_dir / "trainer", report=self._say)
+
+    def _say(self, line: str) -> None:
+        self.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
     def _save_stage(self, stage_dir: Path, weights: dict[str, Any], done: dict[str, Any]) -> None:
         save_tensors(stage_dir / "weights.safetensors", weights)
@@ -214,15 +218,10 @@ class StageRunner:
         self.method.load_state(tensors, extra)
 
     def _stage_hash(self, stage: int) -> str:
-        if not hasattr(self, "_train_hashes"):
-            self._train_hashes = [rows_hash(t.train, t.image_root) for t in self.prepared.tasks]
-        return stage_hash(self.config, self.prepared.sequence, stage, self._train_hashes)
+        return self.inputs.stage_hash(stage)
 
     def _cell_inputs(self, stage: int, task: Any) -> dict[str, str]:
-        if not hasattr(self, "_test_hashes"):  # the test rows do not change during a run: hash them once
-            self._test_hashes = {t.spec.name: rows_hash(self._test_rows(t), t.image_root) for t in self.prepared.tasks}
-        return {"test_items": self._test_hashes[task.spec.name], "stage": self._stage_hash(stage),
-                "task": rows_hash([task.spec.model_dump(mode="json")])}  # its generation length, image aspect
+        return self.inputs.cell_inputs(stage, task)
 
     # -- evaluation -------------------------------------------------------------------------------
     def evaluate(self, stage: int) -> None:
@@ -272,9 +271,13 @@ class StageRunner:
     def _pending(self, stage: int, stage_task: str | None) -> list[int]:
         """Indices of the tasks whose predictions after ``stage`` are missing or incomplete."""
         pending = []
+        sealed = self.cells.index.cells if self.cells.index is not None else {}
         for i, (info, task) in enumerate(zip(self.infos, self.prepared.tasks)):
             path = self.run.predictions(stage, stage_task, info.name)
             status = cell_status(path, self._test_rows(task), self._cell_inputs(stage, task))
+            if status is None and (broken := seal_problem(sealed, self.run.root, path)) is not None:
+                status = "seal"
+                self.console.print(f"{broken}; redoing this cell", markup=False, highlight=False, soft_wrap=True)
             if status is not None:
                 pending.append(i)
             message = stale_cell_message(path, status, self.prepared.data_root / task.spec.test)
@@ -290,5 +293,4 @@ class StageRunner:
         write_cell_inputs(path, inputs)  # after the predictions: a kill between them redoes the cell
 
     def _test_rows(self, task: Any) -> list[dict[str, Any]]:
-        limit = self.config.eval.limit
-        return task.test[:limit] if limit else task.test
+        return self.inputs.test_rows(task)

@@ -16,6 +16,7 @@ from cvqa_bench.io import atomic_write_json, atomic_write_jsonl, read_jsonl, rea
 from cvqa_bench.rundir import RunDir
 from cvqa_bench.scoring import get_scorer
 from cvqa_bench.scoring.protocol import scorer_for
+from cvqa_bench.scoring.seals import seal_predictions, seal_scores, verify_predictions
 
 
 class MissingPredictionsError(FileNotFoundError):
@@ -33,6 +34,9 @@ def score_predictions(path: Path, scorer_name: str, protocol: str = "corrected")
         for key in ("prediction", "answers"):
             if key not in record:
                 raise ValueError(f"{path}:{line}: missing field {key!r}")
+        if not isinstance(record["prediction"], str) or not isinstance(record["answers"], list):
+            raise ValueError(f"{path}:{line}: 'prediction' must be a string and 'answers' a list, got "
+                             f"{type(record['prediction']).__name__} and {type(record['answers']).__name__}")
         predictions.append(record["prediction"])
         answers.append(record["answers"])
         contexts.append(record.get("context"))  # the task's score_context fields, when it names any
@@ -60,6 +64,11 @@ def score_run(run_dir: Path, scorer_override: str | None = None, protocol: str =
     (:func:`cvqa_bench.scoring.protocol.scorer_for`). Writes ``scores/<k>-<stage_task>/<eval_task>.json``
     (scorer, protocol, n, score, per-sample scores) for every cell under ``out_dir`` (default: the run
     folder); scored by the run's own protocol and scorers, each predictions record also gets its ``score``.
+    Every predictions file must carry its seal in cells.json (``scoring/seals.py``); the files written
+    are sealed there.
+
+    Raises:
+        SealBroken: a predictions file is unsealed or changed since the run wrote it (nothing is written).
     """
     run = RunDir(Path(run_dir))
     target = RunDir(Path(out_dir)) if out_dir is not None else run
@@ -76,15 +85,18 @@ def score_run(run_dir: Path, scorer_override: str | None = None, protocol: str =
                 raise MissingPredictionsError(f"{path}: missing; resume the run with `cvqa run ... --resume`")
             cells[stage, stage_task, eval_task] = cell = score_predictions(path, scorers[eval_task], protocol)
             matrix[stage, col] = 100.0 * float(cell["score"])
+    verify_predictions(run.root, [run.predictions(*cell) for cell in cells])  # none changed since the run wrote it
     for (stage, stage_task, eval_task), cell in cells.items():
         atomic_write_json(target.scores(stage, stage_task, eval_task), cell)
         if target == run and scorer_override is None:  # the run's own scorers only: a record's score never flips
-            _store_sample_scores(run.predictions(stage, stage_task, eval_task), cell["scores"])
+            _store_sample_scores(run.root, run.predictions(stage, stage_task, eval_task), cell["scores"])
+    seal_scores(run.root, [(run.predictions(*cell), target.scores(*cell)) for cell in cells])
     return matrix, tasks, scorers
 
 
-def _store_sample_scores(path: Path, scores: list[float]) -> None:
-    """Write each record's ``score`` into the predictions file (only when one changed)."""
+def _store_sample_scores(root: Path, path: Path, scores: list[float]) -> None:
+    """Write each record's ``score`` into the predictions file (only when one changed) and seal it again."""
     records = read_jsonl(path)
     if [r.get("score") for r in records] != scores:
         atomic_write_jsonl(path, [{**r, "score": s} for r, s in zip(records, scores)])
+        seal_predictions(root, [path])

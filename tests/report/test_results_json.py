@@ -16,6 +16,7 @@ from cvqa_bench.config import RunConfig
 from cvqa_bench.report.results import (bootstrap_interval, cell_stats, invocation_record, shortened_reasons,
                                        wilson_interval)
 from cvqa_bench.run.loop import summarize
+from cvqa_bench.scoring.seals import seal_predictions
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "results.schema.json").read_text())
 
@@ -76,6 +77,7 @@ def build_run(root: Path, config: dict, invocation: dict | None) -> Path:
             lines = [json.dumps({"id": f"{task}{i}", "prediction": p, "answers": answers})
                      for i, p in enumerate(predictions[stage])]
             (folder / f"{task}.jsonl").write_text("\n".join(lines) + "\n")
+    seal_predictions(root, sorted(root.glob("predictions/*/*.jsonl")))  # as a run seals what it wrote (issue 30)
     return root
 
 
