@@ -65,3 +65,14 @@ def test_export_loads_and_agrees_with_the_run(cvqa: Any, sequence: Path, tmp_pat
         for task in TASKS:
             stored = predictions(tmp_path / "run" / "predictions" / "2-shape" / f"{task}.jsonl")
             assert regenerate(out, tmp_path / "run", task) == [r["prediction"] for r in stored]
+
+
+@pytest.mark.parametrize("family", families.names())
+def test_sigkill_mid_stage_then_resume_is_byte_identical(tmp_path: Path, family: str) -> None:
+    """llaca, SIGKILLed after an in-stage checkpoint of its second stage, resumes to the uninterrupted run's
+    matrix and predictions, byte for byte (tests/run/test_method_resume.py's check, on the family's tiny preset)."""
+    from test_method_resume import SEQUENCE, check_kill_resume
+
+    (tmp_path / "seq.yaml").write_text(yaml.safe_dump(SEQUENCE, sort_keys=False))
+    check_kill_resume(tmp_path, "llaca", "--set", f"model.tiny={tiny_preset(family)}",
+                      "--set", "model.lora.target_modules=null")
