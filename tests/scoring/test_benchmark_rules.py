@@ -59,11 +59,12 @@ def test_ocrbench_official_handwritten_math_is_case_sensitive_without_spaces() -
 
 
 def test_anls_prism_has_no_threshold_and_the_corrected_one_has() -> None:  # Prism eval_ucit.py anls_single
-    # "INV-001" vs "INV-991": distance 2 over 7 characters -> 5/7; "ab" vs "xyz": 1 - 3/3 = 0
+    # "INV-001" vs "INV-991": distance 2 over 7 characters -> 1 - 2/7 = 5/7; "abcd" vs "wxcd": 1 - 2/4
     assert anls_prism("INV-991", ["INV-001"]) == pytest.approx(5 / 7)
-    assert anls_prism("abcd", ["wxcd"]) == pytest.approx(0.5)       # kept: 0.5 is not < 0.5 threshold...
-    assert anls_prism("abcde", ["vwxye"]) == pytest.approx(0.2)     # ...and 0.2 counts here,
-    assert get_scorer("anls").score("abcde", ["vwxye"]) == 0.0      # but not under the standard threshold
+    assert anls_prism("abcd", ["wxcd"]) == pytest.approx(0.5)
+    # "abcde" vs "vwxye": distance 4 of 5 -> 0.2 here; the standard ANLS zeroes a distance >= 0.5
+    assert anls_prism("abcde", ["vwxye"]) == pytest.approx(0.2)
+    assert get_scorer("anls").score("abcde", ["vwxye"]) == 0.0
 
 
 def test_numeric_reads_the_first_number() -> None:
