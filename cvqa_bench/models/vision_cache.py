@@ -48,8 +48,11 @@ def image_key(path: str, pad_to_square: bool) -> str:
 
 
 def tower_is_frozen(model: torch.nn.Module) -> bool:
-    """True when no tensor of the vision tower is trainable (its outputs cannot change between stages)."""
-    return not any(p.requires_grad for p in family_parts(model)[1].vision_tower.parameters())
+    """True when the vision features can be computed once: the model's family allows it (no
+    ``no_vision_cache`` reason) and no tensor of the vision tower is trainable (its outputs cannot change
+    between stages)."""
+    family, parts = family_parts(model)
+    return family.no_vision_cache is None and not any(p.requires_grad for p in parts.vision_tower.parameters())
 
 
 class VisionFeatureCache:
