@@ -66,12 +66,12 @@ class FileHashes:
                 return None
 
     def digests(self, paths: Iterable[str | Path]) -> dict[str, str]:
-        """Absolute path (as given, resolved) → SHA-256 of its bytes, for every distinct path.
+        """Path (as given) → SHA-256 of its bytes, for every distinct path.
 
         Raises:
             OSError: a file cannot be read (named by the exception).
         """
-        wanted = {str(p): str(Path(p).resolve()) for p in paths}
+        wanted = {str(p): os.path.abspath(p) for p in paths}  # no resolve(): a syscall per path component
         db = self._connect()
         try:
             known = self._lookup(db, sorted(set(wanted.values()))) if db is not None else {}
@@ -100,6 +100,10 @@ class FileHashes:
     def _lookup(db: sqlite3.Connection, paths: list[str]) -> dict[str, tuple[str, str]]:
         found: dict[str, tuple[str, str]] = {}
         try:
+            if len(paths) > 10_000:  # one scan beats many lookups at dataset scale
+                wanted = set(paths)
+                return {path: (stat, sha) for path, stat, sha in db.execute("SELECT path, stat, sha256 FROM hashes")
+                        if path in wanted}
             for start in range(0, len(paths), 900):  # SQLite's bound-parameter limit
                 chunk = paths[start:start + 900]
                 marks = ",".join("?" * len(chunk))
