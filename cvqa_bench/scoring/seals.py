@@ -9,13 +9,13 @@ names it and generates the cell again. A file changed by hand is therefore never
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from cvqa_bench.config import ConfigError
+from cvqa_bench.data.file_hashes import sha256_of as sha256_file  # one SHA-256 of a file's bytes
 from cvqa_bench.io import atomic_write_json
 
 CELLS_FILE = "cells.json"
@@ -24,15 +24,6 @@ REDO_HINT = "generate it again with `cvqa run ... --resume`"
 
 class SealBroken(ConfigError):
     """A predictions or scores file that differs from its seal in cells.json, or a damaged cells.json."""
-
-
-def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
-    """SHA-256 hex digest of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_cells(path: Path) -> dict[str, Any]:
