@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from cvqa_bench.models.families.base import FamilyParts, ModelFamily, TinyTokens
-from cvqa_bench.models.families.llava import find_core
+from cvqa_bench.models.families.llava import Llava
 
 IMAGE_CONTEXT = "<IMG_CONTEXT>"
 IMAGE_START, IMAGE_END = "<img>", "</img>"
@@ -76,16 +76,9 @@ class InternVL(ModelFamily):
             return {}
         return {"pixel_values": torch.cat([img["pixel_values"] for img in images])}
 
-    # ---- modules and trainables ----------------------------------------------------------------------------
-    def modules(self, model: torch.nn.Module) -> FamilyParts:
-        """``InternVLModel``'s ``vision_tower``, ``multi_modal_projector`` and ``language_model``."""
-        core = find_core(model, "vision_tower", "multi_modal_projector", "language_model")
-        return FamilyParts(core, core.vision_tower, core.multi_modal_projector, core.language_model)
-
-    @property
-    def projector_names(self) -> tuple[str, ...]:
-        """The MLP projector."""
-        return ("multi_modal_projector",)
+    # ---- modules and trainables: LLaVA's names (vision_tower, multi_modal_projector, language_model) --------
+    modules = Llava.modules
+    projector_names = Llava.projector_names
 
     # ---- tiny offline checkpoints ---------------------------------------------------------------------------
     @classmethod
