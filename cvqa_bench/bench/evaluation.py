@@ -71,6 +71,11 @@ def bench_eval_cache(model_spec: ModelSpec, *, n_questions: int = 128, batch_siz
             "questions_per_s": result["feature_cache"]["questions_per_s"]}
 
 
+def to_device(value: Any, dev: torch.device) -> Any:
+    """A batch value on ``dev``: a tensor, or each tensor of a list (the per-image vision features)."""
+    return [v.to(dev) for v in value] if isinstance(value, list) else value.to(dev)
+
+
 def bench_encode_once(model_spec: ModelSpec, *, task: str = "color", batch_size: int = 16, steps: int = 20,
                       repeats: int = 3, sequence: str = "synthetic", device: str | None = None) -> dict[str, Any]:
     """Seconds per training step (collate + forward + backward + optimizer) with the per-batch collator,
@@ -113,7 +118,7 @@ def bench_encode_once(model_spec: ModelSpec, *, task: str = "color", batch_size:
             start = time.perf_counter()
             for idx in batches:
                 t0 = time.perf_counter()
-                batch = {k: v.to(dev) for k, v in sources[name](idx).items()}
+                batch = {k: to_device(v, dev) for k, v in sources[name](idx).items()}
                 collate_s += time.perf_counter() - t0
                 loss = model(**batch).loss
                 loss.backward()

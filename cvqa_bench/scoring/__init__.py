@@ -21,7 +21,7 @@ _ENTRIES = {
     "vqa_evalai": ("vqa:VQAEvalAIScorer", "TextVQA/EvalAI VQA accuracy: always normalises prediction and answers"),
     "exact": ("exact:ExactScorer", "case-insensitive exact match against any answer, trailing periods ignored"),
     "choice": ("choice:ChoiceScorer", "ScienceQA option letter A-E ('B', 'B. text' or first single-letter word)"),
-    "contains": ("contains:ContainsScorer", "ImageNet: gold in prediction or prediction in gold; empty prediction is wrong"),
+    "contains": ("contains:ContainsScorer", "ImageNet: every word of a gold answer is a word of the prediction (case-folded)"),
     "grounding": ("grounding:GroundingScorer", "box [x1, y1, x2, y2] in [0, 1], right if IoU > 0.5"),
     "anls": ("anls:ANLSScorer", "average normalised Levenshtein similarity, threshold 0.5"),
     # The `official` protocol (scoring/protocol.py): CoIN's eval scripts reproduced, bugs included.

@@ -170,9 +170,9 @@ TEST_ROW_ERRORS = [
     (bad_test_row(answer=...,  answers=[]), "answers: must be a non-empty list of strings, got []"),
     (bad_test_row(answer=..., answers="cat"), "answers: must be a non-empty list of strings"),
     (bad_test_row(answer=..., answers=["cat", None]), "answers: every answer must be a string, got None"),
-    (bad_test_row(answer_bbox=[1, 2, 3]), "answer_bbox: must be a list (or a JSON string) of 4 numbers"),
+    (bad_test_row(answer_bbox=[1, 2, 3]), "answer_bbox: must be a list (or a JSON string) of 4 finite numbers"),
     (bad_test_row(size=[20, 0]), "size: width and height must be positive"),
-    (bad_test_row(size="20x20"), "size: must be a list (or a JSON string) of 2 numbers"),
+    (bad_test_row(size="20x20"), "size: must be a list (or a JSON string) of 2 finite numbers"),
     ([*good_test()[:2], "not a row"], "row must be an object, got str"),
 ]
 

@@ -113,6 +113,7 @@ def test_status_command_prints_every_fact(cvqa, killed_run):
         section, _, key = path.partition(".")
         full[section].pop(key)
     assert full["train"].pop("vision_cache") is True  # added later: hashed only when false
+    assert full["train"].pop("rows_per_step") == {}  # added later: hashed only when set
     config_hash = hashlib.sha256(json.dumps(full, sort_keys=True).encode()).hexdigest()[:12]
     result = cvqa("status", killed_run)
     assert result.exit_code == 0, result.stderr
