@@ -129,8 +129,8 @@ from cvqa_bench.bench.common import load_task_rows
 from cvqa_bench.config import load_run_config, load_sequence
 from cvqa_bench.methods.base import Trainables
 from cvqa_bench.models.load import load_model
-from cvqa_bench.run.checkpoint import load_tensors
-from cvqa_bench.run.evaluate import generate_predictions
+from cvqa_bench.run.state.checkpoint import load_tensors
+from cvqa_bench.run.evaluation.evaluate import generate_predictions
 
 out = Path(os.environ["OUT"])
 cpu, cuda = out / "agree" / "cpu", out / "agree" / "cuda"

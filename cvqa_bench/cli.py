@@ -51,7 +51,7 @@ def run(
     try:
         seed_list = parse_seed_list(seeds)
         from cvqa_bench.report.results import invocation_record, shortened_reasons
-        from cvqa_bench.run.logs import run_logging
+        from cvqa_bench.run.watching.logs import run_logging
         from cvqa_bench.run.loop import execute
         from cvqa_bench.run.prepare import prepare
 
@@ -75,7 +75,7 @@ def run(
             except RunStopped as exc:
                 fail(f"{exc}. What was saved is kept; continue with the same command plus --resume "
                       f"(--out {folder})", code=1)
-            from cvqa_bench.run import distributed
+            from cvqa_bench.run.training import distributed
 
             if distributed.is_main():  # one report, not one per process
                 print_run(folder, console, brief=True)
@@ -131,7 +131,7 @@ def score(
             raise ConfigError(f"--protocol: unknown {protocol!r}; choose from {', '.join(PROTOCOLS)}")
         if not (run_dir / "config.yaml").is_file():
             raise ConfigError(f"{run_dir / 'config.yaml'}: not found; {run_dir} is not a run folder")
-        from cvqa_bench.run.integrity import verify_run
+        from cvqa_bench.run.state.integrity import verify_run
 
         verify_run(run_dir)  # a damaged stage is refused before anything is rewritten
         own = (read_yaml(run_dir / "config.yaml") or {}).get("protocol", "corrected")  # names the file if unreadable

@@ -18,7 +18,7 @@ from cvqa_bench.errors import describe_user_error
 def status(run_dir: Annotated[Path, typer.Argument(help="a run folder, finished or not")]) -> None:
     """How far a run is: stages and cells done, newest checkpoint, elapsed time and ETA, whether it runs."""
     try:
-        from cvqa_bench.run.status import run_status, status_lines
+        from cvqa_bench.run.state.status import run_status, status_lines
 
         lines = status_lines(run_status(run_dir))
     except user_errors() as exc:

@@ -231,7 +231,7 @@ def test_03_non_finite_weights_are_never_restored(cvqa, copy, finished):
     import torch
     from safetensors.torch import load_file, save_file
 
-    from cvqa_bench.run.integrity import read_done, write_done
+    from cvqa_bench.run.state.integrity import read_done, write_done
 
     stage = copy / "run" / "stages" / "1-colors"
     weights = load_file(str(stage / "weights.safetensors"))
@@ -258,7 +258,7 @@ def test_03_truncated_file_is_refused_by_score_and_repaired_by_resume(cvqa, copy
 
 
 def test_03_damaged_in_stage_checkpoint_is_passed_over_for_an_older_one(tmp_path):
-    from cvqa_bench.run.checkpoint import latest_checkpoint, mark_complete
+    from cvqa_bench.run.state.checkpoint import latest_checkpoint, mark_complete
 
     for step in (2, 4):
         folder = tmp_path / "trainer" / f"checkpoint-{step}"
@@ -413,7 +413,7 @@ def test_06_failed_check_leaves_no_stub_folder(cvqa, world, tmp_path):
 
 
 def test_07_second_writer_fails_at_once_naming_the_holder(cvqa, copy):
-    from cvqa_bench.run.lock import RunLock
+    from cvqa_bench.run.state.lock import RunLock
 
     lock = RunLock(copy / "run")
     lock.acquire()

@@ -208,7 +208,7 @@ def test_the_tensorboard_hint_works_for_an_installed_wheel(monkeypatch: pytest.M
     import importlib.util
 
     from cvqa_bench.config import ConfigError, TrainSpec
-    from cvqa_bench.run import trackers
+    from cvqa_bench.run.watching import trackers
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))

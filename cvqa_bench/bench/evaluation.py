@@ -26,7 +26,7 @@ def bench_eval_cache(model_spec: ModelSpec, *, n_questions: int = 128, batch_siz
     with cached vision features (warm), and sorted by prompt length; agreement with the old path."""
     from cvqa_bench.models.load import load_model
     from cvqa_bench.models.vision_cache import VisionFeatureCache
-    from cvqa_bench.run.evaluate import EvalInputs, generate_predictions, length_order
+    from cvqa_bench.run.evaluation.evaluate import EvalInputs, generate_predictions, length_order
 
     rows = question_pool(sequence, n_questions)
     torch.manual_seed(0)

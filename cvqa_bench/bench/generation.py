@@ -47,7 +47,7 @@ def bench_generation(
         "speedup_max_vs_reference", "targets"}``; ``speedup`` is questions/s over the reference's,
         ``agreement`` the fraction of questions whose prediction equals the reference's.
     """
-    from cvqa_bench.run.evaluate import generate_predictions
+    from cvqa_bench.run.evaluation.evaluate import generate_predictions
     from cvqa_bench.models.load import load_model
 
     sizes = list(dict.fromkeys(batch_sizes))

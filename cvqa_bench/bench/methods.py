@@ -87,7 +87,7 @@ def _run_steps(arm: _Arm, n: int, model: torch.nn.Module, batch: dict[str, torch
         start = time.perf_counter()
         outputs = model(**batch)
         loss = outputs.loss
-        # the loss hook as in run/loss_hook.py (EWC's penalty, LwF's teacher forward and KL)
+        # the loss hook as in run/training/loss_hook.py (EWC's penalty, LwF's teacher forward and KL)
         extra = arm.method.extra_loss(model, batch, outputs, LossContext(arm.step + 1, info, trainables, model))
         (loss if extra is None else loss + extra).backward()
         arm.optimizer.step()

@@ -1,6 +1,6 @@
 """The method interface: a fixed, typed set of no-op hooks the training loop calls at one place each.
 
-Hook order in a run (``run/stage.py`` / ``run/train.py``)::
+Hook order in a run (``run/stage.py`` / ``run/training/train.py``)::
 
     method.prepare_model(model, tasks)                once after loading: per-task adapters, experts
     method.setup(tasks)                               once, before stage 1

@@ -1,9 +1,11 @@
 """The run: prepare (check every input), then stage by stage train → save → evaluate, then score and report.
 
-``prepare`` checks, ``loop`` orchestrates, ``stage`` holds the model and method across stages,
-``train`` / ``evaluate`` do one stage's work, ``checkpoint`` / ``resume`` / ``layout`` / ``manifest``
-describe the run folder, ``signals`` and ``distributed`` the processes, ``experiment`` many runs.
-Import the submodules directly; this package imports nothing heavy on its own.
+``prepare`` / ``preflight`` check, ``loop`` orchestrates, ``stage`` holds the model and method across
+stages, ``plan``, ``export`` and ``experiment`` are commands of their own. Sub-packages by concept:
+``training`` (one stage's Trainer and its hooks), ``evaluation`` (generation, the matrix's cells and
+their reuse), ``state`` (the run folder: checkpoints, seals, lock, manifest, resume, status) and
+``watching`` (progress, logs, trackers, signals). Import the submodules directly; this package imports
+nothing heavy on its own.
 """
 
 import sys

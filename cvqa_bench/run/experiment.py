@@ -81,7 +81,7 @@ def run_experiment(spec: ExperimentSpec, console: Any = None, extra_overrides: d
     With ``jobs`` > 1 the runs go to that many worker processes, each with ``cpu_count // jobs`` torch
     threads; every run is still one seeded process, so its numbers do not depend on ``jobs``.
     """
-    from cvqa_bench.run.logs import run_logging
+    from cvqa_bench.run.watching.logs import run_logging
     from cvqa_bench.run.loop import execute
     from cvqa_bench.run.prepare import prepare
     from cvqa_bench.report.build import build_report
@@ -138,7 +138,7 @@ def _run_one(folder: Path, config: Any) -> str:
     """Prepare and run (or resume) one planned run in a worker; a one-line summary for the console."""
     import json
 
-    from cvqa_bench.run.logs import run_logging
+    from cvqa_bench.run.watching.logs import run_logging
     from cvqa_bench.run.loop import execute
     from cvqa_bench.run.prepare import prepare
 

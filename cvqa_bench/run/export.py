@@ -1,7 +1,7 @@
 """``cvqa export``: one stage of a run as an HF model folder that ``from_pretrained`` loads offline (every family:
 ``AutoModelForImageTextToText``).
 
-The stage's PEFT adapter (``run/adapters.py``) is applied to the run's base model with peft's own
+The stage's PEFT adapter (``run/state/adapters.py``) is applied to the run's base model with peft's own
 ``PeftModel.from_pretrained``. With ``merge`` the LoRA weights are merged in and the folder is a plain
 checkpoint of the base model's class; without it the folder holds the base model and the adapter beside it
 (``adapter_config.json`` names the folder itself as the base), which transformers' PEFT integration
@@ -20,8 +20,8 @@ from typing import Any
 
 from cvqa_bench.config import ConfigError, RunConfig, read_yaml, validate_model
 from cvqa_bench.rundir import RunDir
-from cvqa_bench.run.adapters import stage_adapter
-from cvqa_bench.run.integrity import read_done, verify_stage
+from cvqa_bench.run.state.adapters import stage_adapter
+from cvqa_bench.run.state.integrity import read_done, verify_stage
 from cvqa_bench.scoring.cells import load_run_sequence
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
@@ -70,7 +70,7 @@ def _stage_model(config: RunConfig, stage_dir: Path, adapter: Path, merge: bool)
 
     from cvqa_bench.models.inputs import ModelInputs
     from cvqa_bench.models.load import DTYPES, checked_family, model_directory
-    from cvqa_bench.run.checkpoint import load_tensors
+    from cvqa_bench.run.state.checkpoint import load_tensors
 
     base_dir = model_directory(config.model)
     family = checked_family(base_dir)

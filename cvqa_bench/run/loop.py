@@ -2,11 +2,11 @@
 
 Everything a run writes goes through ``cvqa_bench.io`` (atomic). A stage whose DONE.json carries the
 same stage hash is not retrained on ``--resume``; a predictions file whose ids match the test split is
-not regenerated (``cvqa_bench.run.resume``). Every input is validated before the model is loaded
+not regenerated (``cvqa_bench.run.state.resume``). Every input is validated before the model is loaded
 (``cvqa_bench.run.prepare``).
 
 Launched as several processes (``torchrun`` / ``accelerate launch``), every process runs the same
-stages; the main process alone creates, checks and writes the run folder (``cvqa_bench.run.distributed``).
+stages; the main process alone creates, checks and writes the run folder (``cvqa_bench.run.training.distributed``).
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from cvqa_bench.config import read_yaml
 from cvqa_bench.errors import RunStopped
 from cvqa_bench.report.summary import write_run_summary
 from cvqa_bench.report.results import run_shortened, write_results
-from cvqa_bench.run import distributed
+from cvqa_bench.run.training import distributed
 from cvqa_bench.rundir import RunDir
 from cvqa_bench.run.prepare import PreparedRun
-from cvqa_bench.run.lock import RunLock
-from cvqa_bench.run.resume import clean_debris, discard_unstarted, init_run_dir
-from cvqa_bench.run.signals import InterruptFlag
+from cvqa_bench.run.state.lock import RunLock
+from cvqa_bench.run.state.resume import clean_debris, discard_unstarted, init_run_dir
+from cvqa_bench.run.watching.signals import InterruptFlag
 from cvqa_bench.scoring.cells import load_run_sequence, score_run
 
 
@@ -41,8 +41,8 @@ def execute(prepared: PreparedRun, out: Path, *, resume: bool = False, console: 
     """
     from rich.console import Console
 
-    from cvqa_bench.run.logs import run_logging
-    from cvqa_bench.run.progress import RunProgress
+    from cvqa_bench.run.watching.logs import run_logging
+    from cvqa_bench.run.watching.progress import RunProgress
     from cvqa_bench.run.stage import StageRunner  # torch and transformers: not for `cvqa score`
 
     distributed.init()

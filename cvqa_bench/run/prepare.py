@@ -9,7 +9,7 @@ from typing import Any
 from cvqa_bench.config import ConfigError, RunConfig, SequenceSpec, TaskSpec, TrainSpec, load_sequence, reorder_tasks, validate_model
 from cvqa_bench.methods import methods
 from cvqa_bench.methods.base import PROMPT_SAMPLE, Method, TaskInfo
-from cvqa_bench.run import distributed
+from cvqa_bench.run.training import distributed
 from cvqa_bench.run.preflight import check_run, check_seed
 from cvqa_bench.scoring import get_scorer
 from cvqa_bench.scoring.protocol import scorer_for
@@ -49,8 +49,8 @@ def prepare(config: RunConfig, check_images: bool = True) -> PreparedRun:
     generates a synthetic sequence's files) first, the others then load what it checked.
     """
     from cvqa_bench.data.sources import load_sequence_data, resolve_data_root
-    from cvqa_bench.run.train import has_step_hook
-    from cvqa_bench.run.trackers import check_trackers
+    from cvqa_bench.run.training.train import has_step_hook
+    from cvqa_bench.run.watching.trackers import check_trackers
 
     sequence, seq_path = load_sequence(config.sequence)
     sequence = reorder_tasks(sequence, config.task_order)

@@ -14,9 +14,9 @@ from typing import Any
 from rich.console import Console
 from transformers import set_seed as seed_everything
 
-from cvqa_bench.run import distributed
-from cvqa_bench.run.adapters import save_stage_adapters
-from cvqa_bench.run.checkpoint import (
+from cvqa_bench.run.training import distributed
+from cvqa_bench.run.state.adapters import save_stage_adapters
+from cvqa_bench.run.state.checkpoint import (
     all_finite,
     latest_checkpoint,
     load_method_state,
@@ -25,24 +25,24 @@ from cvqa_bench.run.checkpoint import (
     save_tensors,
 )
 from cvqa_bench.config import ConfigError
-from cvqa_bench.run.signals import NO_INTERRUPT, InterruptFlag
+from cvqa_bench.run.watching.signals import NO_INTERRUPT, InterruptFlag
 from cvqa_bench.io import atomic_write_json, atomic_write_jsonl
-from cvqa_bench.run.manifest import build_manifest, check_same_model, now, read_manifest
-from cvqa_bench.run.inputs import RunInputs
+from cvqa_bench.run.state.manifest import build_manifest, check_same_model, now, read_manifest
+from cvqa_bench.run.state.inputs import RunInputs
 from cvqa_bench.models.fingerprint import model_content_hash
 from cvqa_bench.methods.base import TaskContext, Trainables
 from cvqa_bench.models.load import base_provenance, load_model, model_directory
 from cvqa_bench.rundir import RunDir
 from cvqa_bench.errors import NonFiniteError
-from cvqa_bench.run.progress import RunProgress
+from cvqa_bench.run.watching.progress import RunProgress
 from cvqa_bench.run.prepare import PreparedRun, pads_to_square, resolved_protocol, task_max_new_tokens, task_train_spec
-from cvqa_bench.run.resume import cell_status, clean_stage_checkpoints, write_cell_inputs
-from cvqa_bench.run.resume import stale_cell_message, trainer_inputs_match, write_trainer_inputs
-from cvqa_bench.run.integrity import StageDamaged, discard_done, done_stage, write_done
-from cvqa_bench.run.checkpoint import read_stage
-from cvqa_bench.run.train import StageResult, interrupt_requested, train_stage
-from cvqa_bench.run.batches import batch_source
-from cvqa_bench.run.eval_cells import CellEvaluator
+from cvqa_bench.run.state.resume import cell_status, clean_stage_checkpoints, write_cell_inputs
+from cvqa_bench.run.state.resume import stale_cell_message, trainer_inputs_match, write_trainer_inputs
+from cvqa_bench.run.state.integrity import StageDamaged, discard_done, done_stage, write_done
+from cvqa_bench.run.state.checkpoint import read_stage
+from cvqa_bench.run.training.train import StageResult, interrupt_requested, train_stage
+from cvqa_bench.run.training.batches import batch_source
+from cvqa_bench.run.evaluation.eval_cells import CellEvaluator
 from cvqa_bench.scoring.seals import seal_problem
 from cvqa_bench.models.prompting import TrainCollator
 
@@ -228,10 +228,10 @@ class StageRunner:
         """Write the predictions of every task after ``stage`` (0 = base model), skipping complete cells.
 
         A cell identical to an earlier one (weights, test split, settings) gets a copy of its predictions
-        (``eval.reuse_cells``, ``run/eval_cells.py``). Each process generates a shard of whole batches; the
+        (``eval.reuse_cells``, ``run/evaluation/eval_cells.py``). Each process generates a shard of whole batches; the
         main process merges them in row order.
         """
-        from cvqa_bench.run.samples import with_sample_fields
+        from cvqa_bench.run.evaluation.samples import with_sample_fields
 
         stage_task = self.infos[stage - 1].name if stage else None
         pending = distributed.run_on_main(self._pending, stage, stage_task)

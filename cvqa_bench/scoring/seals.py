@@ -1,7 +1,7 @@
 """Seals of what evaluation and scoring write: the SHA-256 of every predictions and scores file, in ``cells.json``.
 
 ``cells.json`` maps each cell (its predictions path relative to the run folder) to ``key`` and
-``reused_from`` (``run/reuse.py``), ``sha256``, the digest of the predictions file as last written by
+``reused_from`` (``run/evaluation/reuse.py``), ``sha256``, the digest of the predictions file as last written by
 the run or by ``cvqa score``, and ``scores``: each scores file made from it (relative path, one per
 protocol folder) → its SHA-256. ``cvqa score`` and ``cvqa report`` refuse a file that is unsealed or differs; ``--resume``
 names it and generates the cell again. A file changed by hand is therefore never scored.

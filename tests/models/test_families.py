@@ -16,7 +16,7 @@ from cvqa_bench.models.families.base import IGNORE_INDEX
 from cvqa_bench.models.load import load_model
 from cvqa_bench.models.prompting import TrainCollator, encode_prompts, generation_prompt, load_image
 from cvqa_bench.models.vision_cache import VisionFeatureCache
-from cvqa_bench.run.evaluate import EvalInputs, generate_predictions
+from cvqa_bench.run.evaluation.evaluate import EvalInputs, generate_predictions
 
 
 def tiny_preset(family: str) -> str:

@@ -27,8 +27,8 @@ from cvqa_bench.models.precision import (
     trainable_dtype,
 )
 from cvqa_bench.models.prompting import TrainCollator
-from cvqa_bench.run.evaluate import generate_predictions
-from cvqa_bench.run.train import train_stage
+from cvqa_bench.run.evaluation.evaluate import generate_predictions
+from cvqa_bench.run.training.train import train_stage
 
 LR = 2e-5  # the official projector learning rate
 PROJECTOR_WEIGHT = "multi_modal_projector.modules_to_save.default.linear_1.weight"

@@ -9,7 +9,7 @@ from tiny_lora import tiny_with_lora
 
 from cvqa_bench.bench.common import load_task_rows
 from cvqa_bench.models.vision_cache import VisionFeatureCache, tower_is_frozen
-from cvqa_bench.run.evaluate import EvalInputs, generate_predictions
+from cvqa_bench.run.evaluation.evaluate import EvalInputs, generate_predictions
 
 N_QUESTIONS = 20  # two batches of 16 and 4: a short last batch too
 

@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--dump", type=Path, required=True)
     args = parser.parse_args()
 
-    from cvqa_bench.run import distributed
+    from cvqa_bench.run.training import distributed
     from cvqa_bench.run.loop import execute
     from cvqa_bench.run.prepare import prepare
     from cvqa_bench.config import load_run_config

@@ -10,7 +10,7 @@ import torch
 
 from cvqa_bench.methods.base import Trainables
 from cvqa_bench.models.fingerprint import tensors_fingerprint
-from cvqa_bench.run.eval_cells import WeightsFingerprint
+from cvqa_bench.run.evaluation.eval_cells import WeightsFingerprint
 
 
 def test_fingerprint_is_blake2b_of_name_dtype_shape_and_bytes():
@@ -70,7 +70,7 @@ def test_llaca_reuses_the_hand_counted_cells_byte_identical_to_computing_them(cv
 def test_sort_by_length_orders_prompts_by_token_count_keeping_ties_in_order():
     from cvqa_bench.config import ModelSpec
     from cvqa_bench.models.load import load_model
-    from cvqa_bench.run.evaluate import length_order
+    from cvqa_bench.run.evaluation.evaluate import length_order
 
     processor = load_model(ModelSpec()).processor
     texts = ["what colour is the big square in the picture", "what colour", "what colour is it", "what colour"]

@@ -24,8 +24,8 @@ from conftest import N_TEST, N_TRAIN, small_sequence_dict
 from safetensors.torch import load_file
 
 from cvqa_bench.config import PROJECT_ROOT, ConfigError
-from cvqa_bench.run.distributed import check_deepspeed, deepspeed_zero_stage, gather_to_main, merge_indexed, run_on_main
-from cvqa_bench.run.evaluate import shard_rows
+from cvqa_bench.run.training.distributed import check_deepspeed, deepspeed_zero_stage, gather_to_main, merge_indexed, run_on_main
+from cvqa_bench.run.evaluation.evaluate import shard_rows
 
 TASKS = ("color", "count")  # count shares colour's instruction: one group, dynamic EMA on in stage 2
 STEPS = 6
@@ -107,7 +107,7 @@ def test_files_written_once(two_processes: SimpleNamespace) -> None:
     assert stages == ["1-color", "2-count"]
     for stage in stages:
         files = sorted(p.name for p in (out / "stages" / stage).iterdir())
-        # the stage's weights and method state, and the same weights in PEFT layout (run/adapters.py)
+        # the stage's weights and method state, and the same weights in PEFT layout (run/state/adapters.py)
         assert [f for f in files if f != "routing.json"] == [
             "DONE.json", "adapter", "adapters", "method_state.json", "method_state.safetensors",
             "non_lora.safetensors", "weights.safetensors"]
@@ -230,10 +230,10 @@ def test_cli_refuses_llaca_under_zero3_before_anything(cvqa, monkeypatch: pytest
 
 
 def _callback(method_name: str) -> tuple:
-    from cvqa_bench.run.signals import NO_INTERRUPT
+    from cvqa_bench.run.watching.signals import NO_INTERRUPT
     from cvqa_bench.methods import methods
     from cvqa_bench.methods.base import TaskInfo, Trainables
-    from cvqa_bench.run.train import MethodCallback
+    from cvqa_bench.run.training.train import MethodCallback
 
     model = torch.nn.Linear(2, 2)
     trainables = Trainables(model)

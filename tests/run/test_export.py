@@ -46,7 +46,7 @@ def regenerate(model_dir: Path, run: Path, task: str) -> list[str]:
 
     from cvqa_bench.models.families import family_for
     from cvqa_bench.models.inputs import ModelInputs
-    from cvqa_bench.run.evaluate import generate_predictions
+    from cvqa_bench.run.evaluation.evaluate import generate_predictions
     from cvqa_bench.run.prepare import pads_to_square, prepare, task_max_new_tokens
 
     config = validate_model(RunConfig, read_yaml(run / "config.yaml"), "config.yaml")

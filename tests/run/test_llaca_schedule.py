@@ -83,7 +83,7 @@ def test_the_final_row_uses_the_official_evaluation_checkpoint(coin_root, tmp_pa
     from cvqa_bench.methods.base import Trainables
     from cvqa_bench.models.fingerprint import tensors_fingerprint
     from cvqa_bench.models.load import load_model
-    from cvqa_bench.run.checkpoint import load_tensors
+    from cvqa_bench.run.state.checkpoint import load_tensors
 
     model = standins.build_tiny_llava(tmp_path / "llava-tiny-hf")
     out = tmp_path / "run"

@@ -9,7 +9,7 @@ import torch
 from transformers import TrainingArguments
 
 from cvqa_bench.methods.base import LossContext, Method, TaskInfo, Trainables
-from cvqa_bench.run.loss_hook import MethodTrainer, has_loss_hook
+from cvqa_bench.run.training.loss_hook import MethodTrainer, has_loss_hook
 
 
 class Scalar(torch.nn.Module):

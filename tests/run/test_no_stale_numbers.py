@@ -141,7 +141,7 @@ def test_1_an_edited_scores_file_is_refused_by_report(cvqa, copy):
 
 
 def test_1_a_copied_cell_is_never_copied_from_a_changed_file(cvqa, copy, finished):
-    from cvqa_bench.run.reuse import CellIndex
+    from cvqa_bench.run.evaluation.reuse import CellIndex
 
     run = copy / "run"
     index = CellIndex(run / "cells.json", run)

@@ -1,7 +1,7 @@
 """The console of a run on a non-TTY (plain lines, no ``\\r``, no raw Trainer dicts), its logs (run.log,
 logs/train.jsonl) and the tensorboard tracker (``train.report_to``), on one small 3-task run.
 
-20 steps per task with the Trainer logging every 10 steps (``run/train.py``): each stage logs the steps 10
+20 steps per task with the Trainer logging every 10 steps (``run/training/train.py``): each stage logs the steps 10
 and 20 and one end-of-training summary (``train_loss``), so train.jsonl has 3 × 3 lines.
 """
 
@@ -134,7 +134,7 @@ def test_a_stage_stopped_by_a_signal_does_not_announce_an_evaluation():
     """After SIGINT the Trainer ends the stage early; the line says so instead of "evaluating N tasks"."""
     from types import SimpleNamespace
 
-    from cvqa_bench.run.progress import StageCallback
+    from cvqa_bench.run.watching.progress import StageCallback
 
     said: list[str] = []
     progress = SimpleNamespace(live=None, tasks=["a"] * 6, steps=0, sec_per_step=None, say=said.append,

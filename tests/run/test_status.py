@@ -17,7 +17,7 @@ import pytest
 import yaml
 from conftest import small_sequence_dict
 
-from cvqa_bench.run.integrity import write_done
+from cvqa_bench.run.state.integrity import write_done
 
 TASKS = ("color", "shape", "position")
 # Percent correct of each predicted cell (stage → one value per task); stage 3 was never evaluated.
@@ -80,7 +80,7 @@ def killed_run(tmp_path: Path) -> Path:
 
 
 def test_status_counts_stages_cells_checkpoint_and_time(killed_run):
-    from cvqa_bench.run.status import run_status
+    from cvqa_bench.run.state.status import run_status
 
     status = run_status(killed_run, now=STARTED + dt.timedelta(minutes=5))
     assert status.done == [1, 2] and status.remaining == [3]
@@ -94,8 +94,8 @@ def test_status_counts_stages_cells_checkpoint_and_time(killed_run):
 
 
 def test_status_of_a_held_run_counts_down_from_the_last_stage(killed_run):
-    from cvqa_bench.run.lock import RunLock
-    from cvqa_bench.run.status import run_status
+    from cvqa_bench.run.state.lock import RunLock
+    from cvqa_bench.run.state.status import run_status
 
     with RunLock(killed_run):
         status = run_status(killed_run, now=STARTED + dt.timedelta(minutes=5))

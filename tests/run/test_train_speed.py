@@ -14,7 +14,7 @@ from transformers import Trainer, TrainingArguments
 from cvqa_bench.config import ModelSpec
 from cvqa_bench.models.load import load_model
 from cvqa_bench.run.loop import long_lived_objects_frozen
-from cvqa_bench.run.train import kv_cache_off
+from cvqa_bench.run.training.train import kv_cache_off
 
 from conftest import N_TRAIN
 
@@ -74,7 +74,7 @@ def test_training_forward_builds_no_kv_cache_and_generation_still_does(loaded):
 
 def test_total_flos_estimate_is_hfs_with_the_parameters_counted_once(loaded, tmp_path, monkeypatch):
     from cvqa_bench.methods.base import Method, TaskInfo, Trainables
-    from cvqa_bench.run.loss_hook import MethodTrainer
+    from cvqa_bench.run.training.loss_hook import MethodTrainer
 
     model = loaded.model
     args = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True)

@@ -82,7 +82,7 @@ def load_trainables(folder: Path, trainables: Trainables, device: torch.device |
 
 def mark_complete(folder: Path, step: int) -> None:
     """Declare a Trainer checkpoint folder usable for resume (written last), sealing the SHA-256 of its files."""
-    from cvqa_bench.run.integrity import stage_files
+    from cvqa_bench.run.state.integrity import stage_files
 
     files = {k: v for k, v in stage_files(folder).items() if k != COMPLETE_MARKER}
     atomic_write_json(folder / COMPLETE_MARKER, {"step": step, "files": files})
@@ -90,7 +90,7 @@ def mark_complete(folder: Path, step: int) -> None:
 
 def checkpoint_intact(folder: Path) -> bool:
     """Whether every file the completion marker sealed still has its SHA-256 (a marker without seal: trusted)."""
-    from cvqa_bench.run.integrity import sha256_file
+    from cvqa_bench.run.state.integrity import sha256_file
 
     try:
         files = json.loads((folder / COMPLETE_MARKER).read_text(encoding="utf-8")).get("files", {})
@@ -130,7 +130,7 @@ def read_stage(stage_dir: Path, device: torch.device | str = "cpu") -> tuple[dic
     Raises:
         StageDamaged: a file does not parse, or a tensor holds NaN/inf.
     """
-    from cvqa_bench.run.integrity import StageDamaged
+    from cvqa_bench.run.state.integrity import StageDamaged
 
     try:
         weights = load_tensors(stage_dir / "weights.safetensors", device)

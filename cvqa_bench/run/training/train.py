@@ -8,7 +8,7 @@ fp16 step the grad scaler skipped.
 
 Under a multi-process launch the Trainer wraps the model in DDP: gradients are all-reduced before
 ``optimizer.step()``, so every process runs the same method update on the same gradients and keeps
-the same method state; only the main process writes it (``cvqa_bench.run.distributed``).
+the same method state; only the main process writes it (``cvqa_bench.run.training.distributed``).
 """
 
 from __future__ import annotations
@@ -23,14 +23,14 @@ from typing import Any
 import torch
 from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
-from cvqa_bench.run import distributed
-from cvqa_bench.run.checkpoint import all_finite, mark_complete, save_method_state, save_trainables
-from cvqa_bench.run.loss_hook import MethodTrainer
+from cvqa_bench.run.training import distributed
+from cvqa_bench.run.state.checkpoint import all_finite, mark_complete, save_method_state, save_trainables
+from cvqa_bench.run.training.loss_hook import MethodTrainer
 from cvqa_bench.config import ConfigError, TrainSpec
 from cvqa_bench.errors import NonFiniteError
-from cvqa_bench.run.logs import LOGGER
-from cvqa_bench.run.signals import NO_INTERRUPT, InterruptFlag
-from cvqa_bench.run.trackers import tensorboard_dir
+from cvqa_bench.run.watching.logs import LOGGER
+from cvqa_bench.run.watching.signals import NO_INTERRUPT, InterruptFlag
+from cvqa_bench.run.watching.trackers import tensorboard_dir
 from cvqa_bench.methods.base import Method, StepContext, TaskInfo, Trainables
 from cvqa_bench.models.precision import compute_dtype
 from cvqa_bench.models.prompting import TrainCollator
@@ -177,7 +177,7 @@ def training_arguments(spec: TrainSpec, out_dir: Path, seed: int, bf16: bool, fp
         save_strategy="steps" if spec.checkpoint_every else "no",
         save_steps=spec.checkpoint_every or 500,
         save_total_limit=2,  # the newest may be incomplete when killed while saving
-        report_to=list(spec.report_to),  # logging_dir: run/trackers.py (transformers 5 has no argument)
+        report_to=list(spec.report_to),  # logging_dir: run/watching/trackers.py (transformers 5 has no argument)
         seed=seed,
         data_seed=seed,
         bf16=bf16,
@@ -185,7 +185,7 @@ def training_arguments(spec: TrainSpec, out_dir: Path, seed: int, bf16: bool, fp
         dataloader_num_workers=0,
         dataloader_pin_memory=False,
         remove_unused_columns=False,
-        disable_tqdm=True,  # the run's own display (run/progress.py) shows the steps
+        disable_tqdm=True,  # the run's own display (run/watching/progress.py) shows the steps
         # Train where the model was placed; on CPU this is also what makes a multi-process launch
         # use DDP over gloo instead of N independent runs.
         use_cpu=use_cpu,
@@ -243,7 +243,7 @@ def train_stage(
             data_collator=collator,
             optimizers=(build_optimizer(model, spec), None),
             callbacks=[callback, *callbacks],
-            method=method, task=task, trainables=trainables,  # the method's extra_loss (run/loss_hook.py)
+            method=method, task=task, trainables=trainables,  # the method's extra_loss (run/training/loss_hook.py)
         )
     trainer.remove_callback(PrinterCallback)  # it prints every log dict; they go to logs/train.jsonl
     callback.trainer = trainer

@@ -115,7 +115,7 @@ def verify_run(run_root: Path) -> None:
         StageDamaged: the first damaged stage, naming the file, with what to do.
         RunLocked: a run is writing the folder right now.
     """
-    from cvqa_bench.run.lock import RunLock
+    from cvqa_bench.run.state.lock import RunLock
 
     with RunLock(run_root):  # refuse while a run writes here (its stages would be half-saved)
         pass

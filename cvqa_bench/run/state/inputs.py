@@ -1,6 +1,6 @@
 """What a run's numbers are made from, hashed by content: rows and their images' bytes, stages, cells.
 
-A stage hash (``run/resume.py`` ``stage_hash``) covers the training rows of the tasks up to it; here
+A stage hash (``run/state/resume.py`` ``stage_hash``) covers the training rows of the tasks up to it; here
 each task's rows hash takes in the SHA-256 of every image the rows name (``data/file_hashes.py``:
 read once, then known by stat), so pixels replaced under the same file names change the hash. A
 cell's test-items hash covers its test images the same way. The manifest records these hashes per
@@ -15,7 +15,7 @@ from typing import Any
 
 from cvqa_bench.data.file_hashes import FileHashes
 from cvqa_bench.run.prepare import PreparedRun
-from cvqa_bench.run.resume import rows_hash, stage_hash
+from cvqa_bench.run.state.resume import rows_hash, stage_hash
 
 
 def content_rows_hash(rows: list[dict[str, Any]], image_root: Any, files: FileHashes) -> str:

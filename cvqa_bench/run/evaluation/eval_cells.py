@@ -1,8 +1,8 @@
 """The evaluation of one matrix cell inside a run: reuse an identical earlier cell, else generate it.
 
 :class:`CellEvaluator` belongs to a ``StageRunner``. Per cell it loads the weights the method routes the
-task to, keys the cell (``run/reuse.py``) and either copies an earlier cell's predictions or generates
-them from the task's inputs encoded once per run (``run/evaluate.py``), with cached vision features
+task to, keys the cell (``run/evaluation/reuse.py``) and either copies an earlier cell's predictions or generates
+them from the task's inputs encoded once per run (``run/evaluation/evaluate.py``), with cached vision features
 when the vision tower is frozen (``models/vision_cache.py``). Under a multi-process launch every
 process computes the same key; the main process alone reads and writes the index.
 """
@@ -17,9 +17,9 @@ import torch
 from cvqa_bench.methods.base import Method, Trainables
 from cvqa_bench.models.fingerprint import tensors_fingerprint
 from cvqa_bench.models.vision_cache import VisionFeatureCache, tower_is_frozen
-from cvqa_bench.run import distributed
-from cvqa_bench.run.evaluate import EvalInputs, generate_predictions, length_order, shard_rows
-from cvqa_bench.run.reuse import CellIndex, cell_key, copy_predictions
+from cvqa_bench.run.training import distributed
+from cvqa_bench.run.evaluation.evaluate import EvalInputs, generate_predictions, length_order, shard_rows
+from cvqa_bench.run.evaluation.reuse import CellIndex, cell_key, copy_predictions
 
 
 class WeightsFingerprint:

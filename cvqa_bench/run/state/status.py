@@ -2,7 +2,7 @@
 
 Stages done (DONE.json) and remaining, cells predicted and scored, the newest in-stage checkpoint,
 elapsed time and an ETA from the recorded stage times, whether a process holds the run (its lock,
-``cvqa_bench.run.lock``) and the config hash. No torch import: it is quick on a busy machine.
+``cvqa_bench.run.state.lock``) and the config hash. No torch import: it is quick on a busy machine.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from typing import Any
 
 from cvqa_bench.config import ConfigError, RunConfig, read_yaml, validate_model
 from cvqa_bench.rundir import RunDir
-from cvqa_bench.run.lock import LOCK_FILE
+from cvqa_bench.run.state.lock import LOCK_FILE
 
-COMPLETE_MARKER = "cvqa_complete.json"  # cvqa_bench.run.checkpoint's marker (that module imports torch)
+COMPLETE_MARKER = "cvqa_complete.json"  # cvqa_bench.run.state.checkpoint's marker (that module imports torch)
 
 
 @dataclass

@@ -3,7 +3,7 @@
 On a terminal it is a live rich display (run, training and evaluation bars) above which the stage
 headers and each stage's matrix row are printed; elsewhere (a pipe, a log file) it prints a few plain
 lines per stage and never a ``\\r`` frame. Every line also goes to ``run.log``
-(``cvqa_bench.run.logs``), every Trainer log dict to ``logs/train.jsonl``, and each matrix row is
+(``cvqa_bench.run.watching.logs``), every Trainer log dict to ``logs/train.jsonl``, and each matrix row is
 scored as soon as its cells are predicted (``scores/`` of the run, and the trackers as scalars).
 ETAs come from measured rates: seconds per optimizer step and per test question, of this run.
 """
@@ -20,9 +20,9 @@ from transformers import TrainerCallback
 
 from cvqa_bench.io import atomic_write_json
 from cvqa_bench.rundir import RunDir
-from cvqa_bench.run.logs import LOGGER, TrainLog
+from cvqa_bench.run.watching.logs import LOGGER, TrainLog
 from cvqa_bench.run.prepare import PreparedRun
-from cvqa_bench.run.trackers import MatrixScalars, logging_dir, trackers
+from cvqa_bench.run.watching.trackers import MatrixScalars, logging_dir, trackers
 from cvqa_bench.scoring.cells import score_predictions
 from cvqa_bench.scoring.seals import seal_scores
 from cvqa_bench.scoring.protocol import scorer_for

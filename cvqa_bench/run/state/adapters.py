@@ -21,7 +21,7 @@ import torch
 from cvqa_bench.config import ConfigError
 from cvqa_bench.io import atomic_write_json
 from cvqa_bench.methods.base import Method, TaskInfo, Trainables
-from cvqa_bench.run.checkpoint import disk_errors, save_tensors
+from cvqa_bench.run.state.checkpoint import disk_errors, save_tensors
 
 ADAPTER_DIR = "adapter"
 GROUP_ADAPTERS_DIR = "adapters"

@@ -1,0 +1,1 @@
+"""One stage's evaluation: generation, the cells of the matrix, cell reuse."""

@@ -1,0 +1,1 @@
+"""One stage's training: the Trainer and its hooks, batches, samples, processes."""

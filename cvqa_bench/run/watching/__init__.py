@@ -1,0 +1,1 @@
+"""Watching a run: progress lines, logs, trackers, signals."""
