@@ -18,6 +18,7 @@ from typing import Any
 
 from cvqa_bench.config import InstructionRule, TaskSpec
 from cvqa_bench.data.answers import apply_answer_lists
+from cvqa_bench.data.file_hashes import sha256_of
 from cvqa_bench.data.images import ImageChecker, inside, resolve_image
 from cvqa_bench.data.rows import DataError, Problems, check_test_row, check_train_row, read_json_list
 
@@ -225,10 +226,4 @@ def test_items_hash(test_rows: list[dict[str, Any]], image_root: Path | None = N
 test_items_hash.__test__ = False  # type: ignore[attr-defined]  # not a pytest test despite its name
 
 
-def file_sha256(path: str | Path, chunk_size: int = 1 << 20) -> str:
-    """SHA-256 hex digest of a file's bytes, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
+file_sha256 = sha256_of  # SHA-256 hex digest of a file's bytes: one definition, in data/file_hashes.py
