@@ -6,6 +6,10 @@ accumulated step (the model accepts ``num_items_in_batch``), it does not divide 
 accumulation count, so the extra term is divided here; otherwise the Trainer divides the sum. Either
 way the extra term weighs as one per optimizer step. A method without the hook runs the Trainer's own
 ``compute_loss`` untouched (same numbers as plain ``Trainer``).
+
+On one process the gradient clipping runs over the trainable tensors only (``clip_params``, set by
+``run/training/step_shortcuts.py``): the same norm as over every parameter, without the walk. The norm it
+returns is kept for the step's non-finite check (``last_grad_norm``).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from accelerate.utils import DistributedType
 from transformers import Trainer
 
 from cvqa_bench.methods.base import LossContext, Method, TaskInfo, Trainables
@@ -32,6 +37,15 @@ class MethodTrainer(Trainer):
         self.task = task
         self.trainables = trainables
         self._counted_parameters: int | None = None
+        self.clip_params: list[torch.nn.Parameter] | None = None  # step_shortcuts: the tensors that can have a gradient
+        self.last_grad_norm: torch.Tensor | None = None  # the pre-clip norm of the last optimizer step
+
+    def _clip_grad_norm(self, model: torch.nn.Module) -> Any:
+        if self.clip_params is None or self.accelerator.distributed_type != DistributedType.NO:
+            self.last_grad_norm = super()._clip_grad_norm(model)
+        else:  # accelerate's own call over the tensors that can hold a gradient, in model order
+            self.last_grad_norm = self.accelerator.clip_grad_norm_(self.clip_params, self.args.max_grad_norm)
+        return self.last_grad_norm
 
     def floating_point_ops(self, inputs: dict[str, Any]) -> int:
         """HF's estimate for ``total_flos`` (6 x input tokens x parameters without embeddings), with the

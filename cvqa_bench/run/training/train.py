@@ -26,6 +26,7 @@ from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArgu
 from cvqa_bench.run.training import distributed
 from cvqa_bench.run.state.checkpoint import all_finite, mark_complete, save_method_state, save_trainables
 from cvqa_bench.run.training.loss_hook import MethodTrainer
+from cvqa_bench.run.training.step_shortcuts import step_shortcuts
 from cvqa_bench.config import ConfigError, TrainSpec
 from cvqa_bench.errors import NonFiniteError
 from cvqa_bench.run.watching.logs import LOGGER
@@ -73,15 +74,21 @@ class MethodCallback(TrainerCallback):
                     "as under DeepSpeed (it frees them inside backward); DeepSpeed is not supported for this "
                     "method: launch with plain DDP (configs/accelerate/ddp.yaml or torchrun)"
                 )
-        else:
-            norms = torch.stack(torch._foreach_norm(self.trainables.grads()))
-            if not bool(torch.isfinite(norms).all()):
-                raise NonFiniteError(
-                    f"task {self.task.name!r}: non-finite gradient at step {state.global_step + 1}; "
-                    "the stage was stopped (lower the learning rate or check the data)"
-                )
+        elif not self._gradients_finite():
+            raise NonFiniteError(
+                f"task {self.task.name!r}: non-finite gradient at step {state.global_step + 1}; "
+                "the stage was stopped (lower the learning rate or check the data)"
+            )
         # global_step is incremented after this event, so the step that just happened is +1.
         self.method.after_optimizer_step(StepContext(step=state.global_step + 1, task=self.task, trainables=self.trainables))
+
+    def _gradients_finite(self) -> bool:
+        # The norm the Trainer's clipping just took (NaN or inf when any gradient is); the norms otherwise.
+        assert self.trainer is not None
+        norm, self.trainer.last_grad_norm = getattr(self.trainer, "last_grad_norm", None), None
+        if norm is not None:
+            return math.isfinite(float(norm))
+        return bool(torch.isfinite(torch.stack(torch._foreach_norm(self.trainables.grads()))).all())
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if state.global_step >= state.max_steps:
@@ -248,7 +255,8 @@ def train_stage(
     trainer.remove_callback(PrinterCallback)  # it prints every log dict; they go to logs/train.jsonl
     callback.trainer = trainer
     try:
-        with kv_cache_off(model):
+        with kv_cache_off(model), step_shortcuts(model, distributed.world_size() == 1) as clip_params:
+            trainer.clip_params = clip_params
             output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     finally:
         # callback <-> trainer is a reference cycle: break it so this stage's optimizer state (and DDP
