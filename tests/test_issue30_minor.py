@@ -128,3 +128,44 @@ def test_file_hashes_read_each_file_once_and_see_a_rewrite_with_the_old_mtime(tm
     assert third.hashed == 1
     (cache).write_bytes(b"not a database")  # a damaged cache only costs time
     assert FileHashes(cache, racy_seconds=0).digests([files[0]])[str(files[0])] == hashlib.sha256(bytes(100)).hexdigest()
+
+
+def test_a_batch_of_images_holds_one_full_size_decode_at_a_time(monkeypatch):
+    """Huge images under max_image_pixels: the processor gets each decode in turn, never the batch's at once."""
+    import weakref
+
+    import torch
+    from PIL import Image
+
+    import cvqa_bench.models.prompting as prompting
+    from cvqa_bench.bench.common import load_task_rows
+    from cvqa_bench.config import ModelSpec
+    from cvqa_bench.models.load import load_model
+    from cvqa_bench.run.evaluation.evaluate import EvalInputs
+
+    alive = {"now": 0, "most": 0}
+
+    def decode(path: str) -> Image.Image:  # the uncached decode, counted while it lives
+        with Image.open(path) as img:
+            image = img.convert("RGB")
+        alive["now"] += 1
+        alive["most"] = max(alive["most"], alive["now"])
+        weakref.finalize(image, lambda: alive.__setitem__("now", alive["now"] - 1))
+        return image
+
+    monkeypatch.setattr(prompting, "_load_image", decode)
+    processor = load_model(ModelSpec()).processor
+    train, test = load_task_rows("synthetic", "color", "train")[:12], load_task_rows("synthetic", "color", "test")[:12]
+    collator = prompting.TrainCollator(processor, 512)
+    steps = {
+        "encode_rows": lambda: collator.encode_rows(train, keep_pixels=False),
+        "image_inputs": lambda: collator.image_inputs(collator.encode_rows(train, keep_pixels=False)),
+        "encode_prompts": lambda: prompting.encode_prompts(processor, test),
+        "eval pixels": lambda: EvalInputs(processor, test, 12, False).pixels(0),
+    }
+    for name, step in steps.items():
+        alive["most"] = 0
+        step()
+        assert alive["most"] <= 2, (name, alive["most"])  # the one being processed and, at most, the one before
+    one_at_a_time = torch.cat([prompting.encode_prompts(processor, [row])["pixel_values"] for row in test])
+    assert torch.equal(prompting.encode_prompts(processor, test)["pixel_values"], one_at_a_time)

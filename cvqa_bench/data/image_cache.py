@@ -3,6 +3,10 @@
 Training and evaluation read the same images again and again; keeping them decoded saves time, and
 bounding the cache by bytes (not by count) keeps a few huge images from taking the run's memory.
 ``CVQA_IMAGE_CACHE_MB`` sets the budget (default 256 MiB; 0 turns the cache off).
+
+A batch's images are handed to the model's image processor as :class:`OneByOne`: each is decoded when the
+processor reaches it and dropped once processed, so a batch of huge images (each under
+``max_image_pixels``) holds one full-size decode at a time beyond the cache, never the whole batch's.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
 
 from PIL import Image
 
@@ -64,3 +69,26 @@ IMAGES = ImageCache(_budget())
 def load_rgb(path: str) -> Image.Image:
     """The process-wide cached RGB decode of ``path`` (:data:`IMAGES`)."""
     return IMAGES.get(path)
+
+
+class OneByOne(Sequence[Image.Image | None]):
+    """Row i's image, decoded by ``decode(paths[i])`` only when asked for (``None`` where a row has no image).
+
+    Iterating decodes one image per step and keeps none, so a consumer that processes each image before
+    taking the next (the families' ``build_inputs``, ``ModelInputs.image_inputs``) holds one at a time.
+    """
+
+    def __init__(self, paths: Sequence[str | None], decode: Callable[[str], Image.Image]) -> None:
+        self.paths = list(paths)
+        self.decode = decode
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> Image.Image | None:  # type: ignore[override]
+        path = self.paths[index]
+        return self.decode(path) if path else None
+
+    def __iter__(self) -> Iterator[Image.Image | None]:
+        for path in self.paths:
+            yield self.decode(path) if path else None

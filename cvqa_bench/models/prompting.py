@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from cvqa_bench.data.image_cache import OneByOne
 from cvqa_bench.models.chat import (  # noqa: F401  (the documented place of these names)
     IMAGE_MARKER,
     assistant_message,
@@ -85,7 +86,7 @@ class TrainCollator:
         return encoded
 
     def _encode(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        images = [load_image(r["image"], self.pad_to_square, self.fill) if r.get("image") else None for r in rows]
+        images = OneByOne([r.get("image") for r in rows], self.image_at)  # one full-size decode at a time
         out = []
         for row, enc in zip(rows, self.processor.encode(rows, images, for_training=True)):
             prompt = next((i for i, label in enumerate(enc.labels) if label != IGNORE_INDEX), len(enc.labels))
@@ -114,19 +115,23 @@ class TrainCollator:
     def image_inputs(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         """The batch image kwargs of encoded rows with an image: those kept by :meth:`encode_rows`, else made again."""
         if any(it[IMAGE_INPUTS] is None for it in items):
-            return self.processor.image_inputs([self.image(it) for it in items])
+            return self.processor.image_inputs(OneByOne([it["image"] for it in items], self.image_at))
         return self.processor.family.collate_images([it[IMAGE_INPUTS] for it in items])
 
     def image(self, item: dict[str, Any]) -> Image.Image:
         """An encoded row's image, padded or cropped as the rows were encoded."""
-        return load_image(item["image"], self.pad_to_square, self.fill)
+        return self.image_at(item["image"])
+
+    def image_at(self, path: str) -> Image.Image:
+        """The image at ``path``, padded or cropped as the rows are encoded."""
+        return load_image(path, self.pad_to_square, self.fill)
 
 
 def encode_prompts(processor: Any, rows: list[dict[str, Any]], pad_to_square: bool = False) -> dict[str, torch.Tensor]:
     """Left-padded generation inputs for a batch of CoIN test rows, with the family's image kwargs."""
     fill = mean_fill(processor)
-    images = [load_image(r["image"], pad_to_square, fill) if r.get("image") else None for r in rows]
-    encoded = processor.encode(rows, images, for_training=False)
+    images = OneByOne([r.get("image") for r in rows], lambda path: load_image(path, pad_to_square, fill))
+    encoded = processor.encode(rows, images, for_training=False)  # one full-size decode at a time
     batch = pad_batch(encoded, processor.tokenizer.pad_token_id, "left", IGNORE_INDEX)
     batch.update(processor.family.text_inputs(batch["input_ids"]))
     with_image = [enc.image for enc in encoded if enc.image is not None]

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from cvqa_bench.data.image_cache import OneByOne
 from cvqa_bench.models.precision import autocast_for, compute_dtype
 from cvqa_bench.models.prompting import encode_prompts, generation_prompt, load_image, mean_fill
 from cvqa_bench.models.vision_cache import VisionFeatureCache, image_key
@@ -88,8 +89,8 @@ class EvalInputs:
         """The image kwargs of the batch starting at ``start`` (the family's own image preprocessing)."""
         fill = mean_fill(self.processor)
         rows = self.rows[start : start + self.batch_size]
-        return self.processor.image_inputs([load_image(r["image"], self.pad_to_square, fill)
-                                            for r in rows if r.get("image")])
+        return self.processor.image_inputs(OneByOne([r["image"] for r in rows if r.get("image")],  # one decode at a time
+                                                    lambda path: load_image(path, self.pad_to_square, fill)))
 
 
 @torch.no_grad()
