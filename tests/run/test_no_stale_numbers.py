@@ -303,3 +303,70 @@ def test_a_truncated_predictions_file_is_named_and_redone(cvqa, copy, finished):
     assert result.exit_code == 0, result.stderr
     assert "run/predictions/1-colors/hues.jsonl: damaged (truncated, reordered" in result.stderr
     assert predictions(copy) == predictions(finished)
+
+
+# --------------------------------------------------------------------- minor findings shown on a run
+
+
+def test_a_failed_export_leaves_nothing_that_blocks_the_retry(cvqa, copy, tmp_path, monkeypatch):
+    """The reported failure: the model's save stops on a full disk after an empty config.json."""
+    import errno
+
+    from transformers import PreTrainedModel
+
+    real = PreTrainedModel.save_pretrained
+
+    def full_disk(self, folder, *args, **kwargs):
+        Path(folder, "config.json").write_bytes(b"")
+        raise OSError(errno.ENOSPC, "No space left on device", str(Path(folder, "model.safetensors")))
+
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    out = exports / "exported"
+    monkeypatch.setattr(PreTrainedModel, "save_pretrained", full_disk)
+    error_line(cvqa("export", "run", "--stage", "1", "--out", out), "No space left on device")
+    assert list(exports.iterdir()) == []  # neither the folder nor a temporary one is left
+    monkeypatch.setattr(PreTrainedModel, "save_pretrained", real)
+    retry = cvqa("export", "run", "--stage", "1", "--out", out)
+    assert retry.exit_code == 0, retry.stderr
+    assert json.loads((out / "config.json").read_text())["model_type"] == "llava"
+
+
+def test_a_damaged_in_stage_checkpoint_is_named_and_the_stage_redone(cvqa, copy, finished, monkeypatch):
+    """Stopped (as by SIGTERM) after step 1 of stage 2, which saves checkpoint-1; one of its files then changes."""
+    from cvqa_bench.run.training import train
+
+    shutil.rmtree(copy / "run")
+    real = train.MethodCallback.on_step_end
+
+    def stop_in_stage_2(self, args, state, control, **kwargs):
+        if self.task.name == "hues":
+            self.interrupt.requested = "SIGTERM"
+        return real(self, args, state, control, **kwargs)
+
+    monkeypatch.setattr(train.MethodCallback, "on_step_end", stop_in_stage_2)
+    stopped = cvqa(*RUN_ARGS)
+    assert stopped.exit_code == 1 and "SIGTERM received" in stopped.stderr, stopped.stderr
+    monkeypatch.setattr(train.MethodCallback, "on_step_end", real)
+    checkpoint = copy / "run" / "stages" / "2-hues" / "trainer" / "checkpoint-1"
+    sealed = json.loads((checkpoint / "cvqa_complete.json").read_text())["files"]
+    assert "trainables.safetensors" in sealed
+    data = bytearray((checkpoint / "trainables.safetensors").read_bytes())
+    data[-1] ^= 0x01  # one bit of the last tensor: still a valid file, silently another weight
+    (checkpoint / "trainables.safetensors").write_bytes(bytes(data))
+    resumed = cvqa(*RUN_ARGS, "--resume")
+    assert resumed.exit_code == 0, resumed.stderr
+    said = [line for line in (resumed.stdout + resumed.stderr).splitlines() if "damaged" in line]
+    assert said == ["run/stages/2-hues/trainer/checkpoint-1: damaged (a file differs from its cvqa_complete.json); passed over, training "
+                    "resumes from an older checkpoint or the start of the stage"], said
+    assert predictions(copy) == predictions(finished) and matrix(copy) == matrix(finished)
+
+
+def test_score_keeps_the_sequence_name_the_run_wrote(cvqa, copy):
+    """The run writes its sequence's name (seq.yaml says ``twocolors``); config.yaml holds the path it was given."""
+    metrics = copy / "run" / "metrics.json"
+    assert json.loads(metrics.read_text())["meta"]["sequence"] == "twocolors"
+    assert yaml.safe_load((copy / "run" / "config.yaml").read_text())["sequence"] != "twocolors"
+    result = cvqa("score", "run")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(metrics.read_text())["meta"]["sequence"] == "twocolors"
