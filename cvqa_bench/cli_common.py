@@ -59,8 +59,9 @@ def parse_sets(pairs: list[str]) -> dict[str, Any]:
 
 
 
-def print_run(run_dir: Path, out: Console, brief: bool = False) -> None:
-    """Print one run's matrix and metrics (and refresh its report.md / heatmap.png); ``brief``: the key columns."""
+def print_run(run_dir: Path, out: Console, brief: bool = False, plots: bool = True) -> None:
+    """Print one run's matrix and metrics (and refresh its report.md / heatmap.png); ``brief``: the key columns;
+    ``plots=False``: the heatmap is left to the caller."""
     from cvqa_bench.report.build import build_report, print_report
 
-    print_report(build_report([run_dir], run_dir, formats=("md",)), out, brief=brief)
+    print_report(build_report([run_dir], run_dir, formats=("md",), plots=plots), out, brief=brief)

@@ -10,11 +10,16 @@ opens a new group. A joined task adds its instructions to that group's codebook.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.metrics.pairwise import cosine_similarity
 
-_ANALYZER = TfidfVectorizer(stop_words="english").build_analyzer()
+@lru_cache(maxsize=1)
+def _analyzer() -> Any:
+    # scikit-learn is imported on the first similarity, not with the module: about a second of imports
+    # that a run which never compares two instructions does not pay.
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    return TfidfVectorizer(stop_words="english").build_analyzer()
 
 
 @lru_cache(maxsize=65536)
@@ -23,7 +28,11 @@ def instruction_similarity(first: str, second: str) -> float:
 
     Strings made only of stop words leave TF-IDF with an empty vocabulary: similarity 0.
     """
-    if not _ANALYZER(first) and not _ANALYZER(second):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.metrics.pairwise import cosine_similarity
+
+    analyzer = _analyzer()
+    if not analyzer(first) and not analyzer(second):
         return 0.0
     vectors = TfidfVectorizer(stop_words="english").fit_transform([first, second])
     return float(cosine_similarity(vectors[0], vectors[1])[0, 0])

@@ -46,13 +46,14 @@ class ReportResult:
 
 
 def build_report(run_dirs: Sequence[Path], out_dir: Path, formats: Sequence[str] = ("md",),
-                 published: bool = False, force_group: bool = False) -> ReportResult:
+                 published: bool = False, force_group: bool = False, plots: bool = True) -> ReportResult:
     """Tables (``formats`` of md, csv, json, latex) and PNG plots of one or several runs, written into ``out_dir``.
 
     One run: its accuracy matrix, every metric and a heatmap. Several: a comparison table (seeds of
     one config grouped, mean ± sample std) and the seen-task average after each stage. ``published``
     adds the paper's headline figures as separate, labelled tables. Runs are averaged only when they are
     comparable (``report.groups``); ``force_group`` averages runs of one config anyway, and says so.
+    ``plots=False`` (one run): its heatmap is named in the tables' files but drawn by the caller.
     """
     from cvqa_bench.report.plots import plot_heatmap, plot_seen_average
 
@@ -78,8 +79,9 @@ def build_report(run_dirs: Sequence[Path], out_dir: Path, formats: Sequence[str]
                           metrics_table(run.metrics, *_benchmark_names(run))]
         result.tables += _other_protocol_tables(run)
         title, lines = f"Run {run.name}", meta_lines(run.meta)
-        result.files.append(plot_heatmap(run.matrix, run.tasks, scorers, out_dir / "heatmap.png",
-                                         title=f"{run.name}: accuracy after each stage"))
+        heatmap = out_dir / "heatmap.png"
+        result.files.append(plot_heatmap(run.matrix, run.tasks, scorers, heatmap,
+                                         title=f"{run.name}: accuracy after each stage") if plots else heatmap)
     else:
         tasks = list(dict.fromkeys(t for r in runs for t in r.tasks))
         scorer_of = {t: s for r in reversed(runs) for t, s in r.scorers.items()}

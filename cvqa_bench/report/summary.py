@@ -75,15 +75,13 @@ def _check_summary_inputs(matrix: Any, tasks: Sequence[str], scorers: dict[str, 
 
 
 def write_run_summary(run_dir: Path, matrix: np.ndarray, tasks: list[str], scorers: dict[str, str],
-                      meta: dict) -> dict[str, float]:
+                      meta: dict, plots: bool = True) -> dict[str, float]:
     """Write matrix.csv, metrics.json, heatmap.png and report.md into ``run_dir``; return the metrics.
 
     ``matrix`` is (T+1)×T in percent: row 0 = zero-shot, row k = after stage k (trained on task k-1).
-    ``meta`` holds at least name, sequence, method and seed.
+    ``meta`` holds at least name, sequence, method and seed. ``plots=False``: no PNG now (report.md names
+    them all the same); :func:`write_run_plots` draws them later (``cvqa run`` after its final table).
     """
-    from cvqa_bench.report.plots import plot_heatmap
-    from cvqa_bench.report.alpha_plot import plot_run_alpha
-
     run_dir = Path(run_dir)
     arr = _check_summary_inputs(matrix, tasks, scorers, meta)
     metrics = compute_metrics(arr[1:], arr[0])
@@ -94,12 +92,26 @@ def write_run_summary(run_dir: Path, matrix: np.ndarray, tasks: list[str], score
     atomic_write_json(run_dir / METRICS_FILE,
                       {"tasks": list(tasks), "scorers": dict(scorers), "meta": meta, "metrics": metrics})
     scorer_list = [scorers[t] for t in tasks]
-    plot_heatmap(arr, tasks, scorer_list, run_dir / "heatmap.png", title=f"{meta['name']}: accuracy after each stage")
-    plot_run_alpha(run_dir, title=f"{meta['name']}: applied EMA alpha")  # LLaCA runs only (report/alpha_plot.py)
+    if plots:
+        _draw_plots(run_dir, arr, tasks, scorer_list, meta["name"])
     tables = [matrix_table(arr, tasks, scorer_list, title="Accuracy matrix"), metrics_table(metrics)]
     atomic_write_text(run_dir / "report.md", markdown_document(f"Run {meta['name']}", meta_lines(meta), tables,
                                                        ["heatmap.png"]))
     return metrics
+
+
+def _draw_plots(run_dir: Path, matrix: np.ndarray, tasks: list[str], scorers: list[str], name: str) -> None:
+    from cvqa_bench.report.alpha_plot import plot_run_alpha
+    from cvqa_bench.report.plots import plot_heatmap
+
+    plot_heatmap(matrix, tasks, scorers, run_dir / "heatmap.png", title=f"{name}: accuracy after each stage")
+    plot_run_alpha(run_dir, title=f"{name}: applied EMA alpha")  # LLaCA runs only (report/alpha_plot.py)
+
+
+def write_run_plots(run_dir: Path) -> None:
+    """Draw heatmap.png (and a LLaCA run's alpha.png) of a run whose summary files are written."""
+    run = load_run(Path(run_dir))
+    _draw_plots(run.path, run.matrix, run.tasks, [run.scorers[t] for t in run.tasks], run.name)
 
 
 def meta_lines(meta: dict[str, Any]) -> list[str]:
