@@ -54,7 +54,9 @@ def run(
         from cvqa_bench.run.watching.logs import run_logging
         from cvqa_bench.run.loop import execute
         from cvqa_bench.run.prepare import prepare
+        from cvqa_bench.run.threads import ThreadPolicy
 
+        threads = ThreadPolicy.from_environment()  # CVQA_THREADS / OMP_NUM_THREADS, else auto (run/threads.py)
         planned = []
         for run_seed in seed_list:  # every seed's run checked before the first one trains
             if run_seed is not None:
@@ -71,15 +73,19 @@ def run(
             for reason in shortened_reasons(cfg.model_dump(mode="json"), prepared.invocation):
                 err_console.print(f"shortened run: {reason}", style="yellow", markup=False, highlight=False)
             try:
-                execute(prepared, folder, resume=resume, console=err_console, quiet=quiet, verbose=verbose)
+                execute(prepared, folder, resume=resume, console=err_console, quiet=quiet, verbose=verbose,
+                        plots=False, threads=threads)  # plots: drawn after the final table
             except RunStopped as exc:
                 fail(f"{exc}. What was saved is kept; continue with the same command plus --resume "
                       f"(--out {folder})", code=1)
             from cvqa_bench.run.training import distributed
 
             if distributed.is_main():  # one report, not one per process
-                print_run(folder, console, brief=True)
+                from cvqa_bench.report.summary import write_run_plots
+
+                print_run(folder, console, brief=True, plots=False)
                 console.print(f"run folder: {folder}")
+                write_run_plots(folder)  # heatmap.png, alpha.png: after the table, still before the command returns
     except user_errors() as exc:
         fail(describe_user_error(exc))
 

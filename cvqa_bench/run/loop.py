@@ -28,16 +28,19 @@ from cvqa_bench.rundir import RunDir
 from cvqa_bench.run.prepare import PreparedRun
 from cvqa_bench.run.state.lock import RunLock
 from cvqa_bench.run.state.resume import clean_debris, discard_unstarted, init_run_dir
+from cvqa_bench.run.threads import ThreadPolicy
 from cvqa_bench.run.watching.signals import InterruptFlag
 from cvqa_bench.scoring.cells import load_run_sequence, score_run
 
 
 def execute(prepared: PreparedRun, out: Path, *, resume: bool = False, console: Any = None, quiet: bool = False,
-            verbose: bool = False) -> dict[str, float]:
+            verbose: bool = False, plots: bool = True, threads: ThreadPolicy | None = None) -> dict[str, float]:
     """Run every stage of ``prepared`` into ``out`` and return the metrics.
 
     ``quiet``: no progress lines (errors still show); ``verbose``: the libraries' messages and every Trainer
-    log dict on the console too (they always go to ``run.log`` / ``logs/train.jsonl``).
+    log dict on the console too (they always go to ``run.log`` / ``logs/train.jsonl``); ``plots=False``: the
+    PNG plots are left to the caller (``report.summary.write_run_plots``), e.g. after its final table;
+    ``threads``: torch's thread count set before every stage (``run/threads.py``; None: left as it is).
     """
     from rich.console import Console
 
@@ -57,14 +60,18 @@ def execute(prepared: PreparedRun, out: Path, *, resume: bool = False, console: 
                 stages = StageRunner(prepared, run, console=console, interrupt=interrupt, progress=progress)
                 with long_lived_objects_frozen():
                     stages.write_manifest()
+                    _set_threads(threads, 0, run)
                     stages.evaluate(0)
                     progress.row(0)
                     for stage in range(1, len(prepared.tasks) + 1):
+                        _set_threads(threads, stage, run)
                         stages.train_or_restore(stage)
                         stages.evaluate(stage)
                         progress.row(stage)
             stages.finish_manifest()  # before summarize: results.json carries the finish time
-            metrics = distributed.run_on_main(summarize, run.root, meta=_meta(prepared, run))
+            if threads is not None:
+                distributed.run_on_main(_record_threads, run, threads)
+            metrics = distributed.run_on_main(summarize, run.root, meta=_meta(prepared, run), plots=plots)
             progress.finished(metrics or {})
     except Exception as exc:
         if created is not None and distributed.is_main() and not isinstance(exc, RunStopped):
@@ -73,6 +80,29 @@ def execute(prepared: PreparedRun, out: Path, *, resume: bool = False, console: 
     finally:
         lock.release()
     return metrics
+
+
+def _set_threads(threads: ThreadPolicy | None, stage: int, run: RunDir) -> None:
+    """Apply the thread policy before ``stage``; a new count goes to run.log (and the manifest)."""
+    if threads is None:
+        return
+    from cvqa_bench.run.watching.logs import LOGGER
+
+    seen = len(threads.history)
+    count = threads.apply(stage)
+    if len(threads.history) > seen:
+        LOGGER.info(f"torch threads: {count} from stage {stage} ({threads.history[-1]['reason']})")
+        distributed.run_on_main(_record_threads, run, threads)
+
+
+def _record_threads(run: RunDir, threads: ThreadPolicy) -> None:
+    from cvqa_bench.io import atomic_write_json
+    from cvqa_bench.run.state.manifest import read_manifest
+
+    if run.manifest.is_file():
+        manifest = read_manifest(run.manifest)
+        manifest["threads"] = threads.record()
+        atomic_write_json(run.manifest, manifest)
 
 
 @contextlib.contextmanager
@@ -120,7 +150,7 @@ def _meta(prepared: PreparedRun, run: RunDir) -> dict[str, Any]:
 
 
 def summarize(run_dir: Path, scorer_override: str | None = None, meta: dict[str, Any] | None = None,
-              protocol: str | None = None) -> dict[str, float]:
+              protocol: str | None = None, plots: bool = True) -> dict[str, float]:
     """Score the stored predictions and write matrix.csv, metrics.json, report.md and the heatmap.
 
     ``protocol`` defaults to the run's own (config.yaml); another one writes its summary into
@@ -137,6 +167,6 @@ def summarize(run_dir: Path, scorer_override: str | None = None, meta: dict[str,
                 "method": cfg["method"]["name"], "seed": cfg["seed"]}
     shortened = run_shortened(run_dir)  # flagged in report.md, metrics.json and results.json
     meta = {**meta, "protocol": protocol, **({"shortened": "; ".join(shortened)} if shortened else {})}
-    metrics = write_run_summary(target, matrix, tasks, scorers, meta)
+    metrics = write_run_summary(target, matrix, tasks, scorers, meta, plots=plots)
     write_results(run_dir, target, matrix, tasks, scorers, metrics, protocol)
     return metrics
