@@ -148,7 +148,7 @@ def make_trainable(model: torch.nn.Module, spec: ModelSpec, family: Any) -> torc
         lora_alpha=spec.lora.alpha,
         lora_dropout=spec.lora.dropout,
         # a regex string: plain q_proj/v_proj would also hit the vision tower
-        target_modules=targets if targets is not None else family.lora_targets(model),
+        target_modules=family.lora_target_modules(model, targets),
         modules_to_save=list(projector) or None,
     )
     return get_peft_model(model, lora)

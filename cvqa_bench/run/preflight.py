@@ -56,10 +56,12 @@ def check_lora_targets(model_dir: Path, pattern: str) -> None:
     except re.error as exc:
         raise ConfigError(f"model.lora.target_modules {pattern!r}: not a valid regex ({exc})") from exc
     config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
+    family = checked_family(model_dir)
     with torch.device("meta"):
-        model = checked_family(model_dir).new_model(config)
+        model = family.new_model(config)
     layers = (torch.nn.Linear, torch.nn.Embedding, torch.nn.Conv1d, torch.nn.Conv2d)
-    matched = [(n, m) for n, m in model.named_modules() if n and regex.fullmatch(n)]
+    modules = dict(model.named_modules())
+    matched = [(n, modules[n]) for n in family.lora_matches(model, regex.pattern)]
     if not matched:
         raise ConfigError(f"model.lora.target_modules {pattern!r} matches no module of {model_dir}; "
                           "e.g. r'.*language_model.*\\.(q_proj|v_proj)'")

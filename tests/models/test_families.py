@@ -84,3 +84,28 @@ def test_cached_vision_features_give_the_uncached_predictions(loaded: Any, rows:
     warm = predict(vision=VisionFeatureCache(loaded.model, loaded.processor, tmp_path))
     assert cache.computed == len(test)
     assert cold == warm == plain
+
+
+DEFAULT_TARGETS = r".*language_model.*\.(q_proj|v_proj)"  # configs/default.yaml's model.lora.target_modules
+
+
+@pytest.mark.parametrize("family", families.names())
+def test_the_default_lora_regex_selects_the_language_models_q_and_v_projections(family: str) -> None:
+    """On every family, Idefics3's ``text_model`` included; where the LM is called ``language_model`` the regex
+    goes to peft unchanged (LLaVA-1.5's adapters and stage hashes stay as they were)."""
+    from transformers import AutoConfig
+
+    from cvqa_bench.config import read_yaml
+    from cvqa_bench.models.families import family_for
+    from cvqa_bench.models.tiny import tiny_model_dir
+
+    folder = tiny_model_dir(tiny_preset(family))
+    layers = read_yaml(tiny_preset(family))["text"]["num_hidden_layers"]
+    bound = family_for(folder)
+    with torch.device("meta"):
+        model = bound.new_model(AutoConfig.from_pretrained(folder, local_files_only=True))
+    lm = "model.text_model" if family == "idefics3" else "model.language_model"
+    expected = [f"{lm}.layers.{i}.self_attn.{p}" for i in range(layers) for p in ("q_proj", "v_proj")]
+    assert bound.lora_matches(model, DEFAULT_TARGETS) == expected
+    assert bound.lora_target_modules(model, DEFAULT_TARGETS) == (expected if family == "idefics3" else DEFAULT_TARGETS)
+    assert bound.lora_matches(model, r".*text_model.*\.q_proj") == (expected[::2] if family == "idefics3" else [])

@@ -20,6 +20,8 @@ import torch
 # The projector's module name in LLaVA-style models (``multi_modal_projector``): what a method that splits
 # trainable tensors by name assumes before it has seen a model.
 DEFAULT_PROJECTOR_NAMES = ("multi_modal_projector",)
+# What a LoRA target regex calls the language model on every family (HF v5's name in most of them).
+LANGUAGE_MODEL = "language_model"
 IGNORE_INDEX = -100  # label of every token that is not an answer token (HF's CrossEntropyLoss ignore_index)
 
 
@@ -171,6 +173,35 @@ class ModelFamily:
         lm = self.modules(model).language_model
         prefix = {id(m): n for n, m in model.named_modules()}[id(lm)]
         return [f"{prefix}.{n}" for n, m in lm.named_modules() if isinstance(m, torch.nn.Linear)]
+
+    def lora_matches(self, model: torch.nn.Module, pattern: str) -> list[str]:
+        """Full names of the modules that the ``model.lora.target_modules`` regex selects (``re.fullmatch``, as
+        peft), where the family's language model is also called :data:`LANGUAGE_MODEL` whatever its class
+        names it: the default ``.*language_model.*\\.(q_proj|v_proj)`` means the LLM's q/v projections on every
+        family (Idefics3's ``text_model`` included), and a regex on the real names works as well."""
+        import re
+
+        regex = re.compile(pattern)
+        lm = self.modules(model).language_model
+        names = {id(m): n for n, m in model.named_modules()}
+        prefix = names[id(lm)]
+        alias = ".".join([*prefix.split(".")[:-1], LANGUAGE_MODEL])
+        inside = {names[id(m)] for m in lm.modules()}
+        return [n for n, _ in model.named_modules() if n and (
+            regex.fullmatch(n) or (n in inside and regex.fullmatch(alias + n[len(prefix):])))]
+
+    def lora_target_modules(self, model: torch.nn.Module, pattern: str | None) -> str | list[str]:
+        """peft's ``target_modules`` for the config's regex (None: :meth:`lora_targets`): the regex itself where
+        it selects on the real names what :meth:`lora_matches` selects (LLaVA-style names: the adapter and its
+        config stay as they were), else the selected names."""
+        if pattern is None:
+            return self.lora_targets(model)
+        import re
+
+        matched = self.lora_matches(model, pattern)
+        regex = re.compile(pattern)
+        direct = [n for n, _ in model.named_modules() if n and regex.fullmatch(n)]
+        return pattern if direct == matched else matched
 
     # ---- vision features computed once ---------------------------------------------------------------------
     def vision_features(self, parts: FamilyParts, image_inputs: dict[str, torch.Tensor]) -> list[torch.Tensor]:
