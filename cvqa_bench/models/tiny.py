@@ -26,7 +26,7 @@ def tiny_model_dir(config_path: str | Path, cache_root: Path | None = None) -> P
     config_path = Path(config_path)
     spec = read_yaml(config_path)
     corpus = _tokenizer_corpus()
-    key = hashlib.sha256(json.dumps([spec, corpus], sort_keys=True).encode()).hexdigest()[:12]
+    key = tiny_key(spec, corpus)
     root = cache_root or default_cache_root()
     target = root / "models" / f"tiny-{key}"
     if (target / "DONE").is_file():
@@ -47,6 +47,21 @@ def tiny_model_dir(config_path: str | Path, cache_root: Path | None = None) -> P
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def tiny_key(spec: dict[str, Any], corpus: list[str]) -> str:
+    """The cache folder's key of a tiny build: the preset's content, the tokenizer corpus, the transformers
+    version and the source of the code that builds it (this module and every module of the family layer:
+    a family imports helpers from the others), so that a changed preset or family module never reuses a
+    stale build (a rebuild takes about a second)."""
+    import transformers
+
+    from cvqa_bench.models import families
+
+    sources = [Path(__file__), *sorted(Path(families.__file__).parent.glob("*.py"))]
+    code = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sources}
+    record = [spec, corpus, transformers.__version__, code]
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _tokenizer_corpus() -> list[str]:
