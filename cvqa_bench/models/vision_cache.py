@@ -51,8 +51,18 @@ def tower_is_frozen(model: torch.nn.Module) -> bool:
     """True when the vision features can be computed once: the model's family allows it (no
     ``no_vision_cache`` reason) and no tensor of the vision tower is trainable (its outputs cannot change
     between stages)."""
+    return vision_cache_off(model) is None
+
+
+def vision_cache_off(model: torch.nn.Module) -> str | None:
+    """Why this model's vision features cannot be computed once (the family's ``no_vision_cache`` reason, or
+    a trainable vision tower); None when they can. The run log and the manifest say it."""
     family, parts = family_parts(model)
-    return family.no_vision_cache is None and not any(p.requires_grad for p in parts.vision_tower.parameters())
+    if family.no_vision_cache is not None:
+        return f"{family.name}: {family.no_vision_cache}"
+    if any(p.requires_grad for p in parts.vision_tower.parameters()):
+        return "the vision tower trains: its features change between stages"
+    return None
 
 
 class VisionFeatureCache:

@@ -30,6 +30,7 @@ from cvqa_bench.io import atomic_write_json, atomic_write_jsonl
 from cvqa_bench.run.state.manifest import build_manifest, check_same_model, now, read_manifest
 from cvqa_bench.run.state.inputs import RunInputs
 from cvqa_bench.models.fingerprint import model_content_hash
+from cvqa_bench.models.vision_cache import vision_cache_off
 from cvqa_bench.methods.base import TaskContext, Trainables
 from cvqa_bench.models.load import base_provenance, load_model, model_directory
 from cvqa_bench.rundir import RunDir
@@ -74,6 +75,9 @@ class StageRunner:
         for note in self.method.notes():  # e.g. where a computed LLaCA schedule differs from the pinned one
             self.console.print(note, markup=False, highlight=False, soft_wrap=True)
         self.cells = CellEvaluator.for_run(self.config, self.loaded, self.trainables, self.method, self.run)
+        self.vision_cache_off = off = vision_cache_off(self.model)  # the family's reason, or a trainable tower
+        if off and (self.config.eval.vision_cache or self.config.train.vision_cache):
+            self.progress.say(f"vision-feature cache off (eval.vision_cache, train.vision_cache): {off}")
         if self.cells.index is not None and self.cells.index.damage:
             self.console.print(f"{self.cells.index.damage}; set aside, every cell is checked and redone",
                                markup=False, highlight=False, soft_wrap=True)
@@ -92,7 +96,7 @@ class StageRunner:
             manifest["data"] = self.inputs.data_record()  # what is made from other data is redone from this one
         else:
             model = {"source": self.loaded.source, "dtype": self.config.model.dtype, "content_sha256": model_hash,
-                     "trainable_params": self.trainables.numel(),
+                     "trainable_params": self.trainables.numel(), "vision_cache_off": self.vision_cache_off,
                      **base_provenance(self.config.model, self.loaded.source)}
             manifest = build_manifest(self.config.model_dump(mode="json"), self.inputs.data_record(), model)
             manifest["data_root"] = str(self.prepared.data_root)
