@@ -73,7 +73,7 @@ class StageRunner:
         self.method = prepared.method
         self.method.setup(self.infos)
         for note in self.method.notes():  # e.g. where a computed LLaCA schedule differs from the pinned one
-            self.console.print(note, markup=False, highlight=False, soft_wrap=True)
+            self.progress.say(note)  # the console and run.log
         self.cells = CellEvaluator.for_run(self.config, self.loaded, self.trainables, self.method, self.run)
         self.vision_cache_off = off = vision_cache_off(self.model)  # the family's reason, or a trainable tower
         if off and (self.config.eval.vision_cache or self.config.train.vision_cache):
