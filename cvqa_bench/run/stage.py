@@ -144,7 +144,8 @@ class StageRunner:
             except StageDamaged as exc:  # nothing of it was applied
                 self.console.print(f"{exc}; redoing stage {stage}", markup=False, highlight=False, soft_wrap=True)
                 distributed.run_on_main(discard_done, stage_dir)
-        ctx = TaskContext(stage=stage, task=info, tasks=self.infos, trainables=self.trainables)
+        # the model from before_task on: LLaCA's ema_dtype: param reads its compute dtype there
+        ctx = TaskContext(stage=stage, task=info, tasks=self.infos, trainables=self.trainables, model=self.model)
         if checkpoint is not None:  # resume inside the stage: the method state saved with that checkpoint
             load_method_state(checkpoint, self.method, self.loaded.device)
             load_trainables(checkpoint, self.trainables, self.loaded.device)  # those the Trainer does not save
@@ -156,7 +157,7 @@ class StageRunner:
         train_spec = task_train_spec(self.config.train, task.spec, distributed.world_size())
         distributed.run_on_main(write_trainer_inputs, stage_dir / "trainer", expected)
         pad = pads_to_square(self.config, task.spec.image_aspect.train)
-        ctx.model, ctx.batches = self.model, batch_source(  # the task's own rows, for after_task (EWC's Fisher)
+        ctx.batches = batch_source(  # the task's own rows, for after_task (EWC's Fisher)
             task.train, TrainCollator(self.loaded.processor, train_spec.max_length, pad), train_spec.batch_size,
             self.loaded.device, seed=self.config.seed * 1000 + stage)
         if rows:
