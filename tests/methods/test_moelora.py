@@ -67,3 +67,26 @@ def test_cvqa_run_refuses_a_rank_the_experts_do_not_divide(cvqa, small_sequence,
     assert result.exit_code == 2, result.output
     assert "model.lora.r (16) must be a multiple of experts (3)" in result.stderr and "Traceback" not in result.output
     assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_llacas_moe_baseline_has_two_experts_mixed_by_a_two_wide_gate():
+    """``experts: 2`` (the preset moelora-llaca: JingyangQiao/CoIN scripts/CoIN/Train_MOE, --expert_num 2) on a
+    rank-2 LoRA: two experts of rank 1, a 2-wide router, and a forward on hand tensors."""
+    model = peft_tiny(r=2)
+    method = MoELoRA(MoELoRA.Options(experts=2))
+    method.prepare_model(model, [])
+    (layer,) = method.layers
+    assert tuple(layer.lora_A.shape) == (2, 2) and tuple(layer.lora_B.shape) == (2, 2)  # expert e: row / column e
+    assert tuple(layer.lora_router.shape) == (2, 2) and layer.scaling == 2.0  # lora_alpha 4 / r 2
+    assert method.records() == {"experts": 2, "rank_per_expert": 1, "top_k": None, "layers": 1}
+    with torch.no_grad():
+        layer.base_layer.weight.copy_(torch.tensor([[1.0, 1.0], [0.0, 1.0]]))  # W x = [3, 2]
+        layer.lora_A.copy_(torch.tensor([[1.0, 0.0], [1.0, 1.0]]))  # A_0 x = 1, A_1 x = 3
+        layer.lora_B.copy_(torch.tensor([[1.0, 0.0], [2.0, 1.0]]))  # B_0 = [1, 2], B_1 = [0, 1]
+        layer.lora_router.copy_(ROUTER)  # logits [1, 2]
+    gate = router_weights(X, layer.lora_router)
+    assert tuple(gate.shape) == (1, 2) and gate[0].tolist() == pytest.approx([LOW, 1 - LOW], abs=1e-6)
+    # [3, 2] + 2 (LOW * 1 * [1, 2] + (1 - LOW) * 3 * [0, 1]) = [3 + 2 LOW, 2 + 4 LOW + 6 (1 - LOW)]
+    #   = [3.5378828, 7.4621172]
+    assert layer(X)[0].tolist() == pytest.approx([3.5378828, 7.4621172], abs=1e-6)
+    assert layer.eval()(X)[0].tolist() == pytest.approx([3.5378828, 7.4621172], abs=1e-6)  # dropout 0 either way
