@@ -120,8 +120,9 @@ class TaskContext:
     task: TaskInfo
     tasks: list[TaskInfo]
     trainables: Trainables
-    # The model, and ``batches(n)``: up to n collated batches of the task's own training rows on the model's
-    # device, in a fixed order (for what a method computes from the data at task end, e.g. EWC's Fisher).
+    # The model (set from before_task on: LLaCA's ema_dtype reads its compute dtype), and ``batches(n)`` (after
+    # training): up to n collated batches of the task's own training rows on the model's device, in a fixed
+    # order (for what a method computes from the data at task end, e.g. EWC's Fisher).
     model: torch.nn.Module | None = None
     batches: Callable[[int], Iterator[dict[str, torch.Tensor]]] | None = None
 

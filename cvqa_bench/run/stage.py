@@ -144,7 +144,6 @@ class StageRunner:
             except StageDamaged as exc:  # nothing of it was applied
                 self.console.print(f"{exc}; redoing stage {stage}", markup=False, highlight=False, soft_wrap=True)
                 distributed.run_on_main(discard_done, stage_dir)
-        # the model from before_task on: LLaCA's ema_dtype: param reads its compute dtype there
         ctx = TaskContext(stage=stage, task=info, tasks=self.infos, trainables=self.trainables, model=self.model)
         if checkpoint is not None:  # resume inside the stage: the method state saved with that checkpoint
             load_method_state(checkpoint, self.method, self.loaded.device)
