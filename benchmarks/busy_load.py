@@ -2,9 +2,10 @@
 
 The loaded side runs with ``--busy`` Python processes spinning (``while True: pass``, 2 by default: every
 core of a 2-core machine taken) from before it starts until it ends. After one untimed warm-up, ``--pairs``
-pairs alternate idle, loaded, loaded, idle, ... Each run is a fresh ``make run`` (it removes
-results/default first) with the environment as it is: no OMP_NUM_THREADS, so ``cvqa run``'s thread policy
-(cvqa_bench/run/threads.py) chooses. Wall and CPU time per run, medians, the loaded/idle wall ratio, and the
+pairs alternate idle, loaded, loaded, idle, ... (``--one-thread`` adds the same two with ``CVQA_THREADS=1``:
+the run's single-thread self). Each run is a fresh ``make run`` (it removes
+results/default first) with the environment as it is: no OMP_NUM_THREADS or OpenMP wait settings, so ``cvqa run``'s
+thread policy (cvqa_bench/run/threads.py) applies. Wall and CPU time per run, medians, the loaded/idle wall ratio, and the
 thread counts each run's manifest recorded. Run it on an otherwise quiet machine (the load average is
 recorded before and after)::
 
@@ -34,26 +35,31 @@ def main() -> None:
     parser.add_argument("--run-dir", default="results/default", help="the run folder the command writes")
     parser.add_argument("--busy", type=int, default=2, help="spinning processes beside the loaded runs")
     parser.add_argument("--pairs", type=int, default=2)
+    parser.add_argument("--one-thread", action="store_true",
+                        help="also time the command with CVQA_THREADS=1, idle and loaded (its single-thread self)")
     parser.add_argument("--no-warmup", action="store_true")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "CVQA_THREADS")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMP_NUM_THREADS", "CVQA_THREADS", "GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
     command = ["bash", "-c", args.command]
     load = os.getloadavg()
 
-    def run(loaded: bool) -> dict[str, Any]:
-        if not loaded:
-            return {**timed(command, ROOT, env), **threads_of(ROOT / args.run_dir)}
+    def run(side: str) -> dict[str, Any]:
+        side_env = {**env, "CVQA_THREADS": "1"} if side.endswith("_1thread") else env
+        if not side.startswith("loaded"):
+            return {**timed(command, ROOT, side_env), **threads_of(ROOT / args.run_dir)}
         with busy_processes(args.busy):
             time.sleep(2.0)  # the spinners are running before the run starts
-            return {**timed(command, ROOT, env), **threads_of(ROOT / args.run_dir)}
+            return {**timed(command, ROOT, side_env), **threads_of(ROOT / args.run_dir)}
 
     if not args.no_warmup:
-        run(False)
-    sides: dict[str, list[dict[str, Any]]] = {"idle": [], "loaded": []}
+        run("idle")
+    names = ["idle", "loaded"] + (["idle_1thread", "loaded_1thread"] if args.one_thread else [])
+    sides: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     for pair in range(args.pairs):
-        for side in ("idle", "loaded") if pair % 2 == 0 else ("loaded", "idle"):
-            sides[side].append(run(side == "loaded"))
+        for side in names if pair % 2 == 0 else names[::-1]:
+            sides[side].append(run(side))
     median = {side: {k: statistics.median(r[k] for r in rows) for k in ("wall", "cpu")} for side, rows in sides.items()}
     result = {
         "command": args.command, "busy_processes": args.busy, "pairs": args.pairs, "cpu_count": os.cpu_count(),
@@ -61,6 +67,9 @@ def main() -> None:
         "order": "idle loaded, loaded idle, ... (interleaved, alternating)",
         "runs": sides, "median": median,
         "ratio_wall_loaded_over_idle": round(median["loaded"]["wall"] / median["idle"]["wall"], 3),
+        **({"ratio_wall_loaded_over_loaded_1thread": round(median["loaded"]["wall"] / median["loaded_1thread"]["wall"], 3),
+            "ratio_wall_loaded_1thread_over_idle_1thread":
+                round(median["loaded_1thread"]["wall"] / median["idle_1thread"]["wall"], 3)} if args.one_thread else {}),
     }
     print(json.dumps(result, indent=1))
     if args.out:
@@ -68,12 +77,12 @@ def main() -> None:
 
 
 def threads_of(run_dir: Path) -> dict[str, Any]:
-    """The thread counts the run's manifest recorded (``threads.chosen``)."""
+    """The thread count and OpenMP wait the run's manifest recorded (``threads``)."""
     try:
-        chosen = json.loads((run_dir / "manifest.json").read_text())["threads"]["chosen"]
+        record = json.loads((run_dir / "manifest.json").read_text())["threads"]
     except (OSError, KeyError, ValueError):
         return {"threads": None}
-    return {"threads": [[c["stage"], c["threads"]] for c in chosen]}
+    return {"threads": record.get("threads"), "openmp_wait": record.get("openmp_wait")}
 
 
 if __name__ == "__main__":

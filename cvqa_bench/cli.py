@@ -16,6 +16,9 @@ from cvqa_bench.cli_common import app, console, err_console, fail, parse_sets, p
 from cvqa_bench.config import ConfigError, load_run_config, parse_seed_list, read_yaml
 from cvqa_bench.errors import RunStopped, describe_user_error
 from cvqa_bench.rundir import default_run_folder
+from cvqa_bench.run.threads import short_openmp_waits
+
+short_openmp_waits()  # before anything imports torch: libgomp reads it when it loads (run/threads.py)
 
 @app.command()
 def run(
@@ -56,7 +59,7 @@ def run(
         from cvqa_bench.run.prepare import prepare
         from cvqa_bench.run.threads import ThreadPolicy
 
-        threads = ThreadPolicy.from_environment()  # CVQA_THREADS / OMP_NUM_THREADS, else auto (run/threads.py)
+        threads = ThreadPolicy.from_environment()  # CVQA_THREADS / OMP_NUM_THREADS, else torch's default
         planned = []
         for run_seed in seed_list:  # every seed's run checked before the first one trains
             if run_seed is not None:

@@ -40,7 +40,7 @@ def execute(prepared: PreparedRun, out: Path, *, resume: bool = False, console: 
     ``quiet``: no progress lines (errors still show); ``verbose``: the libraries' messages and every Trainer
     log dict on the console too (they always go to ``run.log`` / ``logs/train.jsonl``); ``plots=False``: the
     PNG plots are left to the caller (``report.summary.write_run_plots``), e.g. after its final table;
-    ``threads``: torch's thread count set before every stage (``run/threads.py``; None: left as it is).
+    ``threads``: torch's thread count, set once before the zero-shot row (``run/threads.py``; None: left as it is).
     """
     from rich.console import Console
 
@@ -60,17 +60,14 @@ def execute(prepared: PreparedRun, out: Path, *, resume: bool = False, console: 
                 stages = StageRunner(prepared, run, console=console, interrupt=interrupt, progress=progress)
                 with long_lived_objects_frozen():
                     stages.write_manifest()
-                    _set_threads(threads, 0, run)
+                    _set_threads(threads, run)
                     stages.evaluate(0)
                     progress.row(0)
                     for stage in range(1, len(prepared.tasks) + 1):
-                        _set_threads(threads, stage, run)
                         stages.train_or_restore(stage)
                         stages.evaluate(stage)
                         progress.row(stage)
             stages.finish_manifest()  # before summarize: results.json carries the finish time
-            if threads is not None:
-                distributed.run_on_main(_record_threads, run, threads)
             metrics = distributed.run_on_main(summarize, run.root, meta=_meta(prepared, run), plots=plots)
             progress.finished(metrics or {})
     except Exception as exc:
@@ -82,17 +79,15 @@ def execute(prepared: PreparedRun, out: Path, *, resume: bool = False, console: 
     return metrics
 
 
-def _set_threads(threads: ThreadPolicy | None, stage: int, run: RunDir) -> None:
-    """Apply the thread policy before ``stage``; a new count goes to run.log (and the manifest)."""
+def _set_threads(threads: ThreadPolicy | None, run: RunDir) -> None:
+    """Set the run's torch thread count once, before any compute; run.log and the manifest name it."""
     if threads is None:
         return
     from cvqa_bench.run.watching.logs import LOGGER
 
-    seen = len(threads.history)
-    count = threads.apply(stage)
-    if len(threads.history) > seen:
-        LOGGER.info(f"torch threads: {count} from stage {stage} ({threads.history[-1]['reason']})")
-        distributed.run_on_main(_record_threads, run, threads)
+    count = threads.apply()
+    LOGGER.info(f"torch threads: {count} ({threads.source}; OpenMP wait {threads.record()['openmp_wait'] or 'default'})")
+    distributed.run_on_main(_record_threads, run, threads)
 
 
 def _record_threads(run: RunDir, threads: ThreadPolicy) -> None:

@@ -1,26 +1,36 @@
-"""How many torch threads ``cvqa run`` uses: never more than the cores other processes leave free.
+"""How many torch threads ``cvqa run`` uses, and how its OpenMP threads wait: one count per run, never spinning.
 
-torch starts one OpenMP thread per core. On a machine whose cores other processes already keep busy those
-threads wait for each other in spin loops: `make run` at load 7-11 on 2 cores spent 676 s of CPU on work
-that takes 72 s on one thread, and took 25 minutes. The policy (``auto``, the default of ``cvqa run``):
-before every stage, count the cores other processes want (the larger of the 1-minute load average less this
-run's own threads and the processes runnable right now, ``/proc/loadavg``, less this one) and use the
-cores left free, at least 1 and at most torch's default. On an idle machine that is torch's default; under
-contention 1 thread, which cannot spin. An explicit ``OMP_NUM_THREADS`` (or ``CVQA_THREADS=N``) wins and is
-kept; ``CVQA_THREADS=auto`` or unset: the policy. The thread count changes no number (torch's CPU kernels
-split work into the same chunks whatever the thread count: tests/run/test_threads.py compares a run on 1 and
-2 threads byte for byte); ``run.log`` and ``manifest.json`` (``threads``) record every choice.
+The count is fixed for the whole run and never follows the machine's load: ``CVQA_THREADS=N``, else an
+explicit ``OMP_NUM_THREADS``, else torch's default (one per core). It has to be fixed because it is an input
+at real sizes: a 10M-element sum or a 512x4096 @ 4096x4096 float32 matmul differ in the last bits between
+1 and 2 threads (the tiny default's tensors are small enough to give the same bytes, tests/run/test_threads.py).
+``manifest.json`` (``threads``) records it.
+
+A busy machine is handled by how the threads wait instead. libgomp, torch's OpenMP on Linux, spins 300,000
+times before a waiting thread sleeps: beside other busy processes those spins take the time slices the
+working thread needs (the 60-step default beside 2 spinning processes on 2 cores: 247.6 s with 2 threads,
+44.5 s with 1). :func:`short_openmp_waits` lowers that to ``GOMP_SPINCOUNT=1000`` before torch is imported,
+unless the user set ``GOMP_SPINCOUNT`` or ``OMP_WAIT_POLICY``: 2 threads then take 45.7 s loaded, as 1 thread
+does, and 23.2 s idle, as torch's default spin does (24.8 s). Waiting changes no number.
 """
 
 from __future__ import annotations
 
-import math
 import os
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-LOADAVG = Path("/proc/loadavg")
+SPINCOUNT = "1000"  # libgomp's own choice when threads outnumber cores; its default is 300,000
+
+
+def short_openmp_waits() -> str:
+    """Make OpenMP's idle threads sleep after a short spin (``GOMP_SPINCOUNT``) unless the user chose a wait
+    policy; returns what is in effect. Only works before torch is imported (libgomp reads it on load)."""
+    for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        if os.environ.get(name):
+            return f"{name}={os.environ[name]} (set by the user)"
+    os.environ["GOMP_SPINCOUNT"] = SPINCOUNT
+    return f"GOMP_SPINCOUNT={SPINCOUNT}"
 
 
 def cores() -> int:
@@ -31,66 +41,36 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def others_busy(own_threads: int) -> float:
-    """How many cores other processes want now: the larger of the 1-minute load average less the threads
-    this process ran lately (``own_threads``) and the processes runnable right now (``/proc/loadavg``, an
-    instantaneous count) less this one."""
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        load = 0.0
-    try:
-        running = float(LOADAVG.read_text().split()[3].split("/")[0])
-    except (OSError, IndexError, ValueError):
-        running = 0.0
-    return max(0.0, load - own_threads, running - 1)
-
-
-def fair_threads(n_cores: int, busy: float, default: int) -> int:
-    """Threads for ``busy`` cores taken by others out of ``n_cores``: the free ones, in 1..``default``."""
-    return max(1, min(default, n_cores - math.ceil(busy - 0.25)))  # a quarter core of noise is idle
-
-
 @dataclass
 class ThreadPolicy:
-    """``auto``: :func:`fair_threads` before every stage; an explicit count: that count, set once."""
+    """The run's torch thread count (``count``; 0: torch's default) and where it came from (``source``)."""
 
-    mode: str = "auto"
-    default: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
+    source: str = "torch default"
+    count: int = 0
 
     @classmethod
     def from_environment(cls) -> ThreadPolicy:
-        """``CVQA_THREADS`` (a count or ``auto``), else ``OMP_NUM_THREADS`` when set (a count), else ``auto``."""
-        import torch
-
+        """``CVQA_THREADS`` (a count), else ``OMP_NUM_THREADS`` when set, else torch's default."""
         from cvqa_bench.config import ConfigError
 
-        wanted = (os.environ.get("CVQA_THREADS") or "").strip().lower()
-        if wanted and wanted != "auto" and not (wanted.isdigit() and int(wanted) >= 1):
-            raise ConfigError(f"CVQA_THREADS={wanted!r}: use a thread count (1, 2, ...) or auto")
-        if not wanted:
-            wanted = "explicit" if os.environ.get("OMP_NUM_THREADS") else "auto"
-        return cls(mode=wanted, default=torch.get_num_threads())
+        wanted = (os.environ.get("CVQA_THREADS") or "").strip()
+        if wanted:
+            if not (wanted.isdigit() and int(wanted) >= 1):
+                raise ConfigError(f"CVQA_THREADS={wanted!r}: use a thread count (1, 2, ...)")
+            return cls("CVQA_THREADS", int(wanted))
+        return cls("OMP_NUM_THREADS" if os.environ.get("OMP_NUM_THREADS") else "torch default")
 
-    def apply(self, stage: int) -> int:
-        """Set torch's thread count for ``stage`` (0: the zero-shot row); returns it and records a change."""
+    def apply(self) -> int:
+        """Set torch's thread count for the run; returns it."""
         import torch
 
-        own = torch.get_num_threads()
-        if self.mode == "auto":
-            busy = others_busy(own if self.history else 1)  # before the first stage: imports, one thread
-            threads, reason = fair_threads(cores(), busy, self.default), f"others busy {busy:.2f} of {cores()} cores"
-        elif self.mode == "explicit":
-            threads, reason = own, "OMP_NUM_THREADS"
-        else:
-            threads, reason = max(1, int(self.mode)), "CVQA_THREADS"
-        if threads != own:
-            torch.set_num_threads(threads)
-        if not self.history or self.history[-1]["threads"] != threads:
-            self.history.append({"stage": stage, "threads": threads, "reason": reason})
-        return threads
+        if self.count and self.count != torch.get_num_threads():
+            torch.set_num_threads(self.count)
+        return torch.get_num_threads()
 
     def record(self) -> dict[str, Any]:
-        """What the manifest keeps: the policy, the cores and every thread count chosen, from which stage."""
-        return {"policy": self.mode, "cores": cores(), "torch_default": self.default, "chosen": list(self.history)}
+        """What the manifest keeps: the count, its source, the cores and the OpenMP wait in effect."""
+        import torch
+
+        wait = {name: os.environ[name] for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if os.environ.get(name)}
+        return {"threads": torch.get_num_threads(), "source": self.source, "cores": cores(), "openmp_wait": wait}

@@ -1,4 +1,4 @@
-"""The thread policy of `cvqa run` (run/threads.py): the free cores, at least one; recorded; no number changes."""
+"""The thread policy of `cvqa run` (run/threads.py): one count per run, recorded; short OpenMP waits; no number changes."""
 
 from __future__ import annotations
 
@@ -9,42 +9,46 @@ import pytest
 from cvqa_bench.run import threads as policy
 
 
-@pytest.mark.parametrize(("cores", "busy", "default", "expected"), [
-    (2, 0.0, 2, 2),   # idle: torch's default
-    (2, 0.2, 2, 2),   # noise
-    (2, 1.0, 2, 1),   # one core taken: one thread
-    (2, 2.0, 2, 1),   # both taken (two busy loops): one thread, never zero
-    (2, 9.0, 2, 1),
-    (8, 3.0, 8, 5),
-    (8, 0.0, 4, 4),   # never above torch's default
-])
-def test_fair_threads_are_the_free_cores(cores, busy, default, expected):
-    assert policy.fair_threads(cores, busy, default) == expected
-
-
-def test_others_busy_discounts_this_process(monkeypatch, tmp_path):
-    loadavg = tmp_path / "loadavg"
-    loadavg.write_text("2.50 1.00 0.50 4/300 1234\n")  # 4 runnable now, this process among them
-    monkeypatch.setattr(policy, "LOADAVG", loadavg)
-    monkeypatch.setattr(policy.os, "getloadavg", lambda: (2.5, 1.0, 0.5))
-    assert policy.others_busy(2) == 3.0  # max(2.5 - 2, 4 - 1)
-    loadavg.write_text("2.50 1.00 0.50 1/300 1234\n")
-    assert policy.others_busy(2) == 0.5
-
-
 def test_explicit_counts_win_and_bad_ones_are_refused(monkeypatch):
     from cvqa_bench.config import ConfigError
 
     monkeypatch.setenv("CVQA_THREADS", "3")
-    assert policy.ThreadPolicy.from_environment().mode == "3"
-    monkeypatch.setenv("CVQA_THREADS", "many")
-    with pytest.raises(ConfigError, match="CVQA_THREADS='many'"):
-        policy.ThreadPolicy.from_environment()
+    assert policy.ThreadPolicy.from_environment() == policy.ThreadPolicy("CVQA_THREADS", 3)
+    for bad in ("many", "auto", "0"):
+        monkeypatch.setenv("CVQA_THREADS", bad)
+        with pytest.raises(ConfigError, match=f"CVQA_THREADS='{bad}'"):
+            policy.ThreadPolicy.from_environment()
     monkeypatch.delenv("CVQA_THREADS")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    assert policy.ThreadPolicy.from_environment().mode == "explicit"
+    assert policy.ThreadPolicy.from_environment() == policy.ThreadPolicy("OMP_NUM_THREADS", 0)
     monkeypatch.delenv("OMP_NUM_THREADS")
-    assert policy.ThreadPolicy.from_environment().mode == "auto"
+    assert policy.ThreadPolicy.from_environment() == policy.ThreadPolicy("torch default", 0)
+
+
+def test_openmp_waits_are_shortened_unless_the_user_chose(monkeypatch):
+    for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):  # set first: monkeypatch then restores what was there
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    assert policy.short_openmp_waits() == "GOMP_SPINCOUNT=1000"
+    assert policy.os.environ["GOMP_SPINCOUNT"] == "1000"
+    monkeypatch.setenv("GOMP_SPINCOUNT", "300000")
+    assert policy.short_openmp_waits() == "GOMP_SPINCOUNT=300000 (set by the user)"
+    monkeypatch.delenv("GOMP_SPINCOUNT")
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert policy.short_openmp_waits() == "OMP_WAIT_POLICY=ACTIVE (set by the user)"
+    assert "GOMP_SPINCOUNT" not in policy.os.environ
+
+
+def test_the_command_line_sets_the_wait_before_torch_loads():
+    """libgomp reads GOMP_SPINCOUNT once, when torch loads it: the CLI module must set it without importing torch."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    probe = "import os, sys, cvqa_bench.cli; print(os.environ.get('GOMP_SPINCOUNT'), 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["1000", "False"]
 
 
 def test_a_run_on_one_and_two_threads_writes_the_same_bytes_and_records_the_count(cvqa, tmp_path, small_config,
@@ -61,9 +65,9 @@ def test_a_run_on_one_and_two_threads_writes_the_same_bytes_and_records_the_coun
                           "--set", "train.max_steps=6")
             assert result.exit_code == 0, result.output
             manifest = json.loads((out / "manifest.json").read_text())
-            assert manifest["threads"]["policy"] == count
-            assert [c["threads"] for c in manifest["threads"]["chosen"]] == [int(count)]
-            assert f"torch threads: {count} from stage 0 (CVQA_THREADS)" in (out / "run.log").read_text()
+            assert {k: manifest["threads"][k] for k in ("threads", "source")} == {"threads": int(count),
+                                                                                   "source": "CVQA_THREADS"}
+            assert f"torch threads: {count} (CVQA_THREADS;" in (out / "run.log").read_text()
     finally:
         torch.set_num_threads(before)
     one, two = outs["1"], outs["2"]
