@@ -38,16 +38,24 @@ class ImageCache:
                 return self._items[path]
         with Image.open(path) as img:
             image = img.convert("RGB")
-        size = image.width * image.height * 3
-        if size <= self.max_bytes:
-            with self._lock:
-                if path not in self._items:
-                    self._items[path] = image
-                    self.bytes += size
-                while self.bytes > self.max_bytes:
-                    _, old = self._items.popitem(last=False)
-                    self.bytes -= old.width * old.height * 3
+        self._store(path, image)
         return image
+
+    def _store(self, path: str, image: Image.Image) -> None:
+        size = image.width * image.height * 3
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            if path not in self._items:
+                self._items[path] = image
+                self.bytes += size
+            while self.bytes > self.max_bytes:
+                _, old = self._items.popitem(last=False)
+                self.bytes -= old.width * old.height * 3
+
+    def keep(self, path: str, image: Image.Image) -> None:
+        """Cache an RGB decode of ``path`` made elsewhere (the run's image check), as :meth:`get` would."""
+        self._store(path, image)
 
     def clear(self) -> None:
         """Drop every cached image."""

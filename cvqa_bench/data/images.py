@@ -13,14 +13,18 @@ from pathlib import Path
 from PIL import Image
 
 from cvqa_bench.config.sequence import DEFAULT_MAX_IMAGE_PIXELS
+from cvqa_bench.data.image_cache import IMAGES
 from cvqa_bench.data.rows import DataError, Problems
 
 
 class ImageChecker:
-    """Decodes each image path at most once and remembers what was wrong with it."""
+    """Decodes each image path at most once and remembers what was wrong with it; ``keep_decoded``: the
+    decode goes to the run's image cache (``data/image_cache.py``), so training and evaluation do not
+    decode the image again."""
 
-    def __init__(self, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> None:
+    def __init__(self, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, keep_decoded: bool = False) -> None:
         self.max_pixels = max_pixels
+        self.keep_decoded = keep_decoded
         self._cache: dict[Path, str | None] = {}
 
     def problem(self, path: Path) -> str | None:
@@ -39,6 +43,8 @@ class ImageChecker:
                     return (f"is {width}x{height} = {width * height} pixels, above max_image_pixels "
                             f"{self.max_pixels} (set it in the sequence YAML to allow more)")
                 image.load()  # a full decode: verify() passes files whose pixel data is broken
+                if self.keep_decoded:
+                    IMAGES.keep(str(path), image.convert("RGB"))
         # Decoders of hostile files raise many types (OSError, SyntaxError, ValueError, EOFError,
         # zlib.error, struct.error, DecompressionBombError): all mean "not a usable image".
         except Exception as exc:  # noqa: BLE001

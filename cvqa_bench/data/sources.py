@@ -160,8 +160,8 @@ def load_sequence_data(
         DataError: the first problem found in any task's files.
     """
     root = resolve_data_root(seq, seq_path, data_root)
-    # shared: an image used by two tasks is decoded once
-    images = ImageChecker(seq.max_image_pixels) if check_images else None
+    # shared: an image used by two tasks is checked once, and its decode kept for training and evaluation
+    images = ImageChecker(seq.max_image_pixels, keep_decoded=True) if check_images else None
     return [load_task(task, root, image_root(seq, root, task), check_images, images, seq.allow_outside_root)
             for task in seq.tasks]
 
