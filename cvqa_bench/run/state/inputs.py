@@ -34,6 +34,7 @@ class RunInputs:
         self.files = files or FileHashes()
         self._train: list[str] | None = None
         self._test: dict[str, str] = {}
+        self._stages: dict[int, str] = {}
 
     def test_rows(self, task: Any) -> list[dict[str, Any]]:
         """The test rows a cell answers (the first ``eval.limit`` when set)."""
@@ -54,7 +55,9 @@ class RunInputs:
 
     def stage_hash(self, stage: int) -> str:
         """What stage ``stage`` (1-based) is made from: the config, the tasks up to it, their rows and images."""
-        return stage_hash(self.prepared.config, self.prepared.sequence, stage, self.train_hashes())
+        if stage not in self._stages:
+            self._stages[stage] = stage_hash(self.prepared.config, self.prepared.sequence, stage, self.train_hashes())
+        return self._stages[stage]
 
     def cell_inputs(self, stage: int, task: Any) -> dict[str, str]:
         """What a predictions file after ``stage`` is made from (its ``.inputs.json``)."""

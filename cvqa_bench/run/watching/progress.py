@@ -122,14 +122,16 @@ class RunProgress:
             return
         stage_task = self.tasks[stage - 1].name if stage else None
         values: dict[str, float] = {}
+        written = []
         for spec in self.tasks:
             path = self.run.predictions(stage, stage_task, spec.name)
             if path.is_file():
                 cell = score_predictions(path, scorer_for(self.config.protocol, spec.name, spec.scorer),
                                          self.config.protocol)
                 atomic_write_json(self.run.scores(stage, stage_task, spec.name), cell)
-                seal_scores(self.run.root, [(path, self.run.scores(stage, stage_task, spec.name))])
+                written.append((path, self.run.scores(stage, stage_task, spec.name)))
                 values[spec.name] = 100.0 * float(cell["score"])
+        seal_scores(self.run.root, written)  # one cells.json write per row
         cells = " · ".join(f"{s.name} {values[s.name]:.2f}" if s.name in values else f"{s.name} –" for s in self.tasks)
         timing = ""
         if self._eval is not None:
