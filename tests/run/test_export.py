@@ -159,3 +159,20 @@ def test_export_refuses_a_damaged_adapter(finetune_run: tuple[Path, str], tmp_pa
     adapter.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))  # one flipped byte in the last tensor
     result = invoke("export", copy, "--stage", "1", "--out", tmp_path / "x")
     assert result.exit_code == 2 and f"{adapter}: damaged" in result.stderr and not (tmp_path / "x").exists()
+
+
+def test_each_adapter_folder_carries_a_model_card_naming_its_stage_and_weights(llaca_run: Path) -> None:
+    """A card of the run's own (stage, method, which tasks these weights were evaluated on), with the tags and
+    base model peft adds to a card it finds, not the hub's empty template."""
+    stage = llaca_run / "stages" / "3-position"
+    routing = json.loads((stage / "adapters" / "routing.json").read_text())
+    from huggingface_hub import ModelCard
+
+    for folder in (stage / "adapter", *(stage / "adapters" / g for g in sorted(set(routing.values())))):
+        card = ModelCard.load(folder / "README.md")
+        assert card.data.library_name == "peft" and "lora" in card.data.tags
+        assert card.text.startswith("# cvqa-bench adapter: stage 3-position, method llaca\n")
+        assert "More Information Needed" not in card.text and "PEFT " in card.text
+    group = stage / "adapters" / routing["color"]
+    assert "evaluated color, count with" in (group / "README.md").read_text()
+    assert "with adapters/ (adapters/routing.json)" in (stage / "adapter" / "README.md").read_text()
