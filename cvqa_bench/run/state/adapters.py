@@ -88,7 +88,7 @@ def _save_adapter(model: torch.nn.Module, folder: Path, method: Method, stage: s
             "tasks).\n")
     with disk_errors(folder):
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "README.md").write_text(card + "\n", encoding="utf-8")
+        (folder / "README.md").write_text(f"---\nlibrary_name: peft\n---\n{card}\n", encoding="utf-8")
         model.save_pretrained(str(folder), safe_serialization=True)
 
 
