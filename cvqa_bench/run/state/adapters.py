@@ -82,7 +82,7 @@ def _save_adapter(model: torch.nn.Module, folder: Path, method: Method, stage: s
     weights are. peft adds its tags, base model and version to the README.md it finds; without one it renders
     the hub's empty template ("More Information Needed"), 10-30 ms of jinja per save."""
     card = (f"# cvqa-bench adapter: stage {stage}, method {method.name}\n\n"
-            f"A PEFT adapter (LoRA and the trainable projector) from a cvqa-bench run: {holds}.\n\n"
+            f"A PEFT adapter from a cvqa-bench run: {holds}.\n\n"
             "Load it with `PeftModel.from_pretrained(base_model, folder)`, or write a standalone model with\n"
             f"`cvqa export RUN --stage {stage.split('-')[0]} --out DIR --merge` (add `--task T` where the run routed "
             "tasks).\n")
