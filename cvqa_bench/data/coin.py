@@ -19,7 +19,7 @@ from typing import Any
 from cvqa_bench.config import InstructionRule, TaskSpec
 from cvqa_bench.data.answers import apply_answer_lists
 from cvqa_bench.data.file_hashes import sha256_of
-from cvqa_bench.data.images import ImageChecker, inside, resolve_image
+from cvqa_bench.data.images import ImageChecker, ImagePaths, inside
 from cvqa_bench.data.rows import DataError, Problems, check_test_row, check_train_row, read_json_list
 
 IMAGE_TOKEN = "<image>"
@@ -91,6 +91,7 @@ def _load_split(
     rows: list[dict[str, Any]] = []
     instructions: dict[str, None] = {}
     first_seen: dict[str, int] = {}
+    image_paths = ImagePaths(image_root, images, allow_outside)
     for index, item in enumerate(raw):
         where = f"{path} row {index}"
         row = check(item, where, problems)
@@ -113,7 +114,7 @@ def _load_split(
             problems.add(f"{where}: {prompt_field}: {exc}")
             continue
         if row["image"] is not None:
-            image_path = resolve_image(row["image"], image_root, f"{where}: image", problems, images, allow_outside)
+            image_path = image_paths.resolve(row["image"], f"{where}: image", problems)
             if image_path is None:
                 continue
             row["image"] = str(image_path)

@@ -72,32 +72,45 @@ def inside(path: Path, root: Path) -> bool:
     return resolved(path).is_relative_to(resolved(root))
 
 
-def resolve_image(
-    relative: str, image_root: Path, where: str, problems: Problems, images: ImageChecker | None,
-    allow_outside: bool = False,
-) -> Path | None:
-    """The absolute path of a row's image, or ``None`` after reporting why it cannot be used."""
-    parts = Path(relative).parts
-    if not allow_outside and (Path(relative).is_absolute() or relative.startswith(("/", "\\"))):
-        problems.add(
-            f"{where}: {relative!r} is absolute; image paths are relative to the image folder {image_root}"
-        )
-        return None
-    if not allow_outside and ".." in parts:
-        problems.add(f"{where}: {relative!r} escapes the image folder {image_root} ('..')")
-        return None
-    path = image_root / relative
-    try:
-        outside = not allow_outside and not inside(path, image_root)
-    except DataError as exc:
-        problems.add(f"{where}: {exc}")
-        return None
-    if outside:
-        problems.add(f"{where}: {relative!r} resolves to {path.resolve()}, outside the image folder {image_root} "
-                     "(a symlink?); set allow_outside_root: true in the sequence YAML to allow it")
-        return None
-    reason = images.problem(path) if images is not None else None
-    if reason is not None:
-        problems.add(f"{where}: {relative!r} {reason} (looked in {image_root})")
-        return None
-    return path
+class ImagePaths:
+    """The image paths of one split file, resolved inside ``image_root`` and checked: each distinct path
+    once (a split may name the same image on many rows), the folder itself once."""
+
+    def __init__(self, image_root: Path, images: ImageChecker | None, allow_outside: bool = False) -> None:
+        self.image_root = image_root
+        self.images = images
+        self.allow_outside = allow_outside
+        self._real_root: Path | None = None
+        self._found: dict[str, tuple[Path | None, str | None]] = {}
+
+    def resolve(self, relative: str, where: str, problems: Problems) -> Path | None:
+        """The absolute path of a row's image, or ``None`` after reporting (with ``where``) why it cannot be used."""
+        if relative not in self._found:
+            self._found[relative] = self._check(relative)
+        path, reason = self._found[relative]
+        if reason is not None:
+            problems.add(f"{where}: {reason}")
+        return path
+
+    def _check(self, relative: str) -> tuple[Path | None, str | None]:
+        root = self.image_root
+        if not self.allow_outside:
+            if Path(relative).is_absolute() or relative.startswith(("/", "\\")):
+                return None, f"{relative!r} is absolute; image paths are relative to the image folder {root}"
+            if ".." in Path(relative).parts:
+                return None, f"{relative!r} escapes the image folder {root} ('..')"
+        path = root / relative
+        if not self.allow_outside:
+            try:
+                if self._real_root is None:
+                    self._real_root = resolved(root)
+                real = resolved(path)
+            except DataError as exc:
+                return None, str(exc)
+            if not real.is_relative_to(self._real_root):
+                return None, (f"{relative!r} resolves to {real}, outside the image folder {root} "
+                              "(a symlink?); set allow_outside_root: true in the sequence YAML to allow it")
+        reason = self.images.problem(path) if self.images is not None else None
+        if reason is not None:
+            return None, f"{relative!r} {reason} (looked in {root})"
+        return path, None

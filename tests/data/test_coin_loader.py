@@ -222,6 +222,23 @@ def test_each_image_is_opened_once(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert sorted(Path(p).name for p in opened) == ["1.png", "2.png"]
 
 
+def test_a_split_resolves_each_image_path_once_and_reports_every_row_that_names_a_bad_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    train = [{"id": i, "image": f"a/{1 + i % 2}.png", "conversations": [human("<image>\nWhat?\nShort."), gpt("x")]}
+             for i in range(40)]
+    root = write_task(tmp_path, train=train)
+    resolved: list[str] = []
+    real_resolve = images.resolved
+    monkeypatch.setattr(images, "resolved", lambda path: resolved.append(str(path)) or real_resolve(path))
+    assert len(load(root).train) == 40
+    # 2 distinct images per split (train and test), each resolved once: 4, not 40 + 3
+    assert sorted(Path(p).name for p in resolved if p.endswith(".png")) == ["1.png", "1.png", "2.png", "2.png"]
+    (root / "images" / "a" / "2.png").unlink()
+    problems = coin.validate_task(SPEC, root, root / "images", max_problems=100)
+    missing = [p for p in problems if "'a/2.png' not found" in p]
+    assert [p.split("train.json ")[1].split(":")[0] for p in missing if "train.json" in p] == \
+        [f"row {i}" for i in range(1, 40, 2)]  # all 20 rows that name it, each with its own row number
+
 def test_validate_collects_every_problem_and_caps_the_list(tmp_path: Path) -> None:
     train = good_train() + [{"id": f"bad{i}", "conversations": []} for i in range(25)]
     test = bad_test_row(answer=3)
