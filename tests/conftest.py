@@ -31,6 +31,23 @@ SMALL_STEPS = 40  # colour reaches 75% of the 8 test rows by then (measured: 75.
 N_TRAIN, N_TEST = 32, 8
 
 
+@pytest.fixture(autouse=True)
+def working_folder_kept() -> Iterator[None]:
+    """Fail the test that leaves the process in another working folder: later tests of its worker would
+    resolve relative paths (configs/..., tasks/...) against it."""
+    import os
+
+    before = os.getcwd()
+    yield
+    try:
+        after = os.getcwd()
+    except FileNotFoundError:
+        after = "(a removed folder)"
+    if after != before:
+        os.chdir(before)
+        pytest.fail(f"the test left the working folder at {after} (use monkeypatch.chdir)")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def cvqa_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Point ``CVQA_CACHE`` at a fresh per-session folder for every test."""

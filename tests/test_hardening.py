@@ -394,8 +394,8 @@ def test_05_full_disk_keeps_what_was_written_and_resume_ends_identical(cvqa, cop
     after = tree_digest(copy / "run")
     appended = {"manifest.json", "run.log"}  # the resume timestamp and the log: appended to, by design
     assert {k: after.get(k) for k in kept if k not in appended} == {k: v for k, v in kept.items() if k not in appended}
-    monkeypatch.undo()
-    os.chdir(copy)
+    monkeypatch.undo()  # the failing writes gone, and the working folder back: go into the copy again
+    monkeypatch.chdir(copy)  # (not os.chdir: later tests of this process would run in the removed copy)
     result = resume(cvqa)
     assert result.exit_code == 0, result.stderr
     for rel, expected in uninterrupted.items():
