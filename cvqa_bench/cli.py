@@ -59,7 +59,6 @@ def run(
         from cvqa_bench.run.prepare import prepare
         from cvqa_bench.run.threads import ThreadPolicy
 
-        threads = ThreadPolicy.from_environment()  # CVQA_THREADS / OMP_NUM_THREADS, else torch's default
         planned = []
         for run_seed in seed_list:  # every seed's run checked before the first one trains
             if run_seed is not None:
@@ -71,8 +70,9 @@ def run(
             with run_logging(None, verbose):  # the checks may build the tiny model: no loading bars
                 prepared = prepare(cfg)
             prepared.invocation = invocation_record(config, overrides)  # kept in manifest.json
-            planned.append((cfg, folder, prepared))
-        for cfg, folder, prepared in planned:
+            threads = ThreadPolicy.for_run(tiny_model=cfg.model.tiny is not None)  # run/threads.py
+            planned.append((cfg, folder, prepared, threads))
+        for cfg, folder, prepared, threads in planned:
             for reason in shortened_reasons(cfg.model_dump(mode="json"), prepared.invocation):
                 err_console.print(f"shortened run: {reason}", style="yellow", markup=False, highlight=False)
             try:

@@ -1,17 +1,26 @@
 """How many torch threads ``cvqa run`` uses, and how its OpenMP threads wait: one count per run, never spinning.
 
 The count is fixed for the whole run and never follows the machine's load: ``CVQA_THREADS=N``, else an
-explicit ``OMP_NUM_THREADS``, else torch's default (one per core). It has to be fixed because it is an input
-at real sizes: a 10M-element sum or a 512x4096 @ 4096x4096 float32 matmul differ in the last bits between
-1 and 2 threads (the tiny default's tensors are small enough to give the same bytes, tests/run/test_threads.py).
-``manifest.json`` (``threads``) records it.
+explicit ``OMP_NUM_THREADS``, else 1 for a tiny model built from a config (the embedded default), else torch's
+default (one per core). It has to be fixed because it is an input at real sizes: a 10M-element sum or a
+512x4096 @ 4096x4096 float32 matmul differ in the last bits between 1 and 2 threads (the tiny default's tensors
+are small enough to give the same bytes, tests/run/test_threads.py). ``manifest.json`` (``threads``) records it.
 
-A busy machine is handled by how the threads wait instead. libgomp, torch's OpenMP on Linux, spins 300,000
-times before a waiting thread sleeps: beside other busy processes those spins take the time slices the
-working thread needs (the 60-step default beside 2 spinning processes on 2 cores: 247.6 s with 2 threads,
-44.5 s with 1). :func:`short_openmp_waits` lowers that to ``GOMP_SPINCOUNT=1000`` before torch is imported,
-unless the user set ``GOMP_SPINCOUNT`` or ``OMP_WAIT_POLICY``: 2 threads then take 45.7 s loaded, as 1 thread
-does, and 23.2 s idle, as torch's default spin does (24.8 s). Waiting changes no number.
+A tiny model gets one thread because its operations are too small for a second thread to pay for the
+hand-overs, and on a shared machine a second thread can cost far more than it gives. Measured on this 2-core
+machine, one day: the 60-step default idle 22.8 s on 1 thread, 28.1 s on 2 threads with the short wait below,
+17.3 s with libgomp's default wait (which takes 247.6 s beside two busy processes); the whole default job
+57 s on 1 thread, 97 s on 2. An earlier day: 33.4 s on 1 thread, 30.5 s on 2. On one thread the embedded
+default is never slower than its single-thread self, idle or loaded, and its numbers are those of 2 threads.
+
+A run on more than one thread (a real checkpoint, or a count the user set) meets a busy machine by how its
+threads wait. libgomp, torch's OpenMP on Linux, spins 300,000 times before a waiting thread sleeps: beside
+other busy processes those spins take the time slices the working thread needs (the 60-step default beside
+2 spinning processes on 2 cores: 247.6 s with 2 threads, 44.5 s with 1). :func:`short_openmp_waits` lowers
+that to ``GOMP_SPINCOUNT=1000`` before torch is imported, unless the user set ``GOMP_SPINCOUNT`` or
+``OMP_WAIT_POLICY``: 2 threads then take 45.7 s loaded, as 1 thread does; idle, the short wait cost nothing
+on one day (23.2 s against 24.8 s) and 1.6x on another (28.1 s against 17.3 s), where waking a sleeping
+thread was slow. Waiting changes no number.
 """
 
 from __future__ import annotations
@@ -49,8 +58,9 @@ class ThreadPolicy:
     count: int = 0
 
     @classmethod
-    def from_environment(cls) -> ThreadPolicy:
-        """``CVQA_THREADS`` (a count), else ``OMP_NUM_THREADS`` when set, else torch's default."""
+    def for_run(cls, *, tiny_model: bool) -> ThreadPolicy:
+        """``CVQA_THREADS`` (a count), else ``OMP_NUM_THREADS`` when set, else 1 thread for a tiny model built
+        from a config, else torch's default."""
         from cvqa_bench.config import ConfigError
 
         wanted = (os.environ.get("CVQA_THREADS") or "").strip()
@@ -58,7 +68,9 @@ class ThreadPolicy:
             if not (wanted.isdigit() and int(wanted) >= 1):
                 raise ConfigError(f"CVQA_THREADS={wanted!r}: use a thread count (1, 2, ...)")
             return cls("CVQA_THREADS", int(wanted))
-        return cls("OMP_NUM_THREADS" if os.environ.get("OMP_NUM_THREADS") else "torch default")
+        if os.environ.get("OMP_NUM_THREADS"):
+            return cls("OMP_NUM_THREADS")
+        return cls("tiny model", 1) if tiny_model else cls()
 
     def apply(self) -> int:
         """Set torch's thread count for the run; returns it."""

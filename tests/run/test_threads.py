@@ -9,20 +9,23 @@ import pytest
 from cvqa_bench.run import threads as policy
 
 
-def test_explicit_counts_win_and_bad_ones_are_refused(monkeypatch):
+def test_explicit_counts_win_then_one_thread_for_a_tiny_model_and_bad_counts_are_refused(monkeypatch):
     from cvqa_bench.config import ConfigError
 
     monkeypatch.setenv("CVQA_THREADS", "3")
-    assert policy.ThreadPolicy.from_environment() == policy.ThreadPolicy("CVQA_THREADS", 3)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    for tiny in (True, False):
+        assert policy.ThreadPolicy.for_run(tiny_model=tiny) == policy.ThreadPolicy("CVQA_THREADS", 3)
     for bad in ("many", "auto", "0"):
         monkeypatch.setenv("CVQA_THREADS", bad)
         with pytest.raises(ConfigError, match=f"CVQA_THREADS='{bad}'"):
-            policy.ThreadPolicy.from_environment()
+            policy.ThreadPolicy.for_run(tiny_model=True)
     monkeypatch.delenv("CVQA_THREADS")
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    assert policy.ThreadPolicy.from_environment() == policy.ThreadPolicy("OMP_NUM_THREADS", 0)
+    for tiny in (True, False):  # torch reads OMP_NUM_THREADS itself: nothing to set
+        assert policy.ThreadPolicy.for_run(tiny_model=tiny) == policy.ThreadPolicy("OMP_NUM_THREADS", 0)
     monkeypatch.delenv("OMP_NUM_THREADS")
-    assert policy.ThreadPolicy.from_environment() == policy.ThreadPolicy("torch default", 0)
+    assert policy.ThreadPolicy.for_run(tiny_model=True) == policy.ThreadPolicy("tiny model", 1)
+    assert policy.ThreadPolicy.for_run(tiny_model=False) == policy.ThreadPolicy("torch default", 0)
 
 
 def test_openmp_waits_are_shortened_unless_the_user_chose(monkeypatch):
@@ -76,6 +79,29 @@ def test_a_run_on_one_and_two_threads_writes_the_same_bytes_and_records_the_coun
     assert len([f for f in files if f.suffix == ".jsonl"]) >= 12
     for rel in files:
         assert (one / rel).read_bytes() == (two / rel).read_bytes(), rel
+
+
+def test_a_tiny_model_run_with_no_count_set_runs_on_one_thread_and_records_why(tmp_path, small_config,
+                                                                               small_sequence, monkeypatch):
+    import torch
+    from typer.testing import CliRunner
+
+    from cvqa_bench.cli import app
+
+    before = torch.get_num_threads()
+    for name in ("CVQA_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    out = tmp_path / "tiny"
+    try:
+        torch.set_num_threads(2)  # torch's default on a 2-core machine (the `cvqa` fixture would set 1)
+        result = CliRunner().invoke(app, ["run", "--config", str(small_config), "--sequence", str(small_sequence),
+                                          "--out", str(out), "--set", "train.max_steps=2"])
+        assert result.exit_code == 0, result.output
+    finally:
+        torch.set_num_threads(before)
+    recorded = json.loads((out / "manifest.json").read_text())["threads"]
+    assert {k: recorded[k] for k in ("threads", "source")} == {"threads": 1, "source": "tiny model"}
+    assert "torch threads: 1 (tiny model;" in (out / "run.log").read_text()
 
 
 def test_the_plots_are_drawn_after_the_final_table(cvqa, tmp_path, small_config, small_sequence, monkeypatch):
