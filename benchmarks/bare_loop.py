@@ -5,8 +5,9 @@ side ``cvqa_bench/bench/bare_loop.py``'s loop (same model, data order, optimizer
 EMA/alpha update, generation, cell reuse and scorers). After one untimed warm-up of each (caches of data,
 model, vision features), ``--pairs`` pairs run interleaved, alternating which side goes first; every pair
 asserts that both wrote the same final trainable tensors of every stage, the same predictions and the same
-matrix. Per side: CPU time (user + system of the process, from ``wait4``) and wall time; the medians and
-the harness/bare ratios. Both sides get ``OMP_NUM_THREADS=--threads`` (1: the issue's measurement)::
+matrix. Per side: CPU time (user + system of the process, from ``wait4``; also apart, with the minor page
+faults) and wall time; their medians; the harness/bare ratio of the medians and the median of the per-pair
+ratios. Both sides get ``OMP_NUM_THREADS=--threads`` (1: the issue's measurement)::
 
     .venv/bin/python benchmarks/bare_loop.py --pairs 3 --out benchmarks/results/bare-loop.json
 """
@@ -66,8 +67,10 @@ def main() -> None:
             times[side].append(run(side))
         checks.append(compare_with_run(work / "bare", work / "harness"))  # raises when anything differs
     shutil.rmtree(work, ignore_errors=True)
-    median = {side: {kind: statistics.median(t[kind] for t in rows) for kind in ("cpu", "wall")}
+    median = {side: {kind: statistics.median(t[kind] for t in rows) for kind in ("cpu", "wall", "user", "sys", "minor_faults")}
               for side, rows in times.items()}
+    # a pair's two runs are neighbours in time: their ratio cancels the machine's slow drift between pairs
+    pair_ratios = [round(h["cpu"] / b["cpu"], 3) for h, b in zip(times["harness"], times["bare"], strict=True)]
     result: dict[str, Any] = {
         "config": args.config, "threads": args.threads, "pairs": args.pairs, "cpu_count": os.cpu_count(),
         "load_before": load, "load_after": os.getloadavg(),
@@ -76,6 +79,7 @@ def main() -> None:
         "seconds": times, "median": median,
         "ratio_cpu": round(median["harness"]["cpu"] / median["bare"]["cpu"], 3),
         "ratio_wall": round(median["harness"]["wall"] / median["bare"]["wall"], 3),
+        "ratio_cpu_per_pair": pair_ratios, "ratio_cpu_median_of_pairs": round(statistics.median(pair_ratios), 3),
         "identical": checks[-1], "identical_every_pair": len(checks) == args.pairs,
     }
     print(json.dumps(result, indent=1))
