@@ -67,8 +67,8 @@ def main() -> None:
             times[side].append(run(side))
         checks.append(compare_with_run(work / "bare", work / "harness"))  # raises when anything differs
     shutil.rmtree(work, ignore_errors=True)
-    median = {side: {kind: statistics.median(t[kind] for t in rows) for kind in ("cpu", "wall", "user", "sys", "minor_faults")}
-              for side, rows in times.items()}
+    kinds = ("cpu", "wall", "user", "sys", "minor_faults")
+    median = {side: {kind: statistics.median(t[kind] for t in rows) for kind in kinds} for side, rows in times.items()}
     # a pair's two runs are neighbours in time: their ratio cancels the machine's slow drift between pairs
     pair_ratios = [round(h["cpu"] / b["cpu"], 3) for h, b in zip(times["harness"], times["bare"], strict=True)]
     result: dict[str, Any] = {

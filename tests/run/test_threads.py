@@ -28,6 +28,16 @@ def test_explicit_counts_win_then_one_thread_for_a_tiny_model_and_bad_counts_are
     assert policy.ThreadPolicy.for_run(tiny_model=False) == policy.ThreadPolicy("torch default", 0)
 
 
+def test_a_bad_count_stops_the_command_with_one_line_before_any_folder_is_made(cvqa, tmp_path, small_config,
+                                                                               small_sequence, monkeypatch):
+    monkeypatch.setenv("CVQA_THREADS", "two")
+    out = tmp_path / "never"
+    result = cvqa("run", "--config", small_config, "--sequence", small_sequence, "--out", out)
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == ["error: CVQA_THREADS='two': use a thread count (1, 2, ...)"]
+    assert not out.exists()
+
+
 def test_openmp_waits_are_shortened_unless_the_user_chose(monkeypatch):
     for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):  # set first: monkeypatch then restores what was there
         monkeypatch.setenv(name, "")
