@@ -1,7 +1,9 @@
 """Benchmark: `make run` on an idle machine against the same run beside synthetic load, in one session.
 
 The loaded side runs with ``--busy`` Python processes spinning (``while True: pass``, 2 by default: every
-core of a 2-core machine taken) from before it starts until it ends. After one untimed warm-up, ``--pairs``
+core of a 2-core machine taken) from before it starts until it ends; in the benchmark's own session, or with
+``--other-session`` in one session of their own, as another terminal's jobs (Linux's autogroup scheduler
+shares the cores between sessions first). After one untimed warm-up, ``--pairs``
 pairs alternate idle, loaded, loaded, idle, ... (``--one-thread`` adds the same two with ``CVQA_THREADS=1``:
 the run's single-thread self). Each run is a fresh ``make run`` (it removes
 results/default first) with the environment as it is: no OMP_NUM_THREADS or OpenMP wait settings, so ``cvqa run``'s
@@ -37,6 +39,8 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=2)
     parser.add_argument("--one-thread", action="store_true",
                         help="also time the command with CVQA_THREADS=1, idle and loaded (its single-thread self)")
+    parser.add_argument("--other-session", action="store_true",
+                        help="the spinners in one session of their own (another terminal's jobs), not the caller's")
     parser.add_argument("--no-warmup", action="store_true")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -49,7 +53,7 @@ def main() -> None:
         side_env = {**env, "CVQA_THREADS": "1"} if side.endswith("_1thread") else env
         if not side.startswith("loaded"):
             return {**timed(command, ROOT, side_env), **threads_of(ROOT / args.run_dir)}
-        with busy_processes(args.busy):
+        with busy_processes(args.busy, own_session=args.other_session):
             time.sleep(2.0)  # the spinners are running before the run starts
             return {**timed(command, ROOT, side_env), **threads_of(ROOT / args.run_dir)}
 
@@ -63,6 +67,7 @@ def main() -> None:
     median = {side: {k: statistics.median(r[k] for r in rows) for k in ("wall", "cpu")} for side, rows in sides.items()}
     result = {
         "command": args.command, "busy_processes": args.busy, "pairs": args.pairs, "cpu_count": os.cpu_count(),
+        "load_session": "its own (--other-session)" if args.other_session else "the benchmark's",
         "load_before": load, "load_after": os.getloadavg(),
         "order": "idle loaded, loaded idle, ... (interleaved, alternating)",
         "runs": sides, "median": median,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -31,12 +32,42 @@ def timed(command: Sequence[str], cwd: Path, env: dict[str, str]) -> dict[str, f
 
 
 @contextlib.contextmanager
-def busy_processes(count: int) -> Iterator[list[int]]:
-    """``count`` Python processes spinning (``while True: pass``) for the block; their ids. Ended by id."""
-    children = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(count)]
+def busy_processes(count: int, *, own_session: bool = False) -> Iterator[list[int]]:
+    """``count`` Python processes spinning (``while True: pass``) for the block; their ids.
+
+    ``own_session``: all of them in one session of their own, as the jobs of another terminal or user are;
+    Linux's autogroup scheduler (``/proc/sys/kernel/sched_autogroup_enabled``) then shares the cores between
+    sessions before it shares them between processes. Otherwise they share the caller's session.
+    """
+    if not own_session:
+        children = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(count)]
+        try:
+            yield [c.pid for c in children]
+        finally:
+            for child in children:
+                child.kill()
+                child.wait()
+        return
+    leader_code = (f"import subprocess, sys\nps = [subprocess.Popen([sys.executable, '-c', {BUSY_LOOP!r}]) "
+                   f"for _ in range({count})]\nprint(' '.join(str(p.pid) for p in ps), flush=True)\n"
+                   "for p in ps: p.wait()")
+    leader = subprocess.Popen([sys.executable, "-c", leader_code], start_new_session=True, stdout=subprocess.PIPE,
+                              text=True)
+    assert leader.stdout is not None
+    spinners = [int(pid) for pid in leader.stdout.readline().split()]
     try:
-        yield [c.pid for c in children]
+        yield spinners
     finally:
-        for child in children:
-            child.kill()
-            child.wait()
+        os.killpg(leader.pid, signal.SIGKILL)  # the session's group: the leader and its spinners
+        leader.wait()
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline and any(_running(pid) for pid in spinners):
+            time.sleep(0.05)  # orphaned by the leader's death: gone once init reaps them
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False

@@ -1,5 +1,6 @@
-"""A benchmark child's resource figures (cvqa_bench/bench/processes.py): CPU time is user plus system time,
-a child that spins shows its spin in user time, one that touches memory shows page faults, a failure raises."""
+"""Benchmark processes (cvqa_bench/bench/processes.py): CPU time is user plus system time, a child that spins
+shows its spin in user time, one that touches memory shows page faults, a failure raises; synthetic load in
+a session of its own spins there and is gone after."""
 
 from __future__ import annotations
 
@@ -30,3 +31,35 @@ def test_a_child_that_touches_8_mib_page_by_page_faults_at_least_once_per_page_i
 def test_a_failing_child_raises_with_the_end_of_its_stderr(tmp_path):
     with pytest.raises(RuntimeError, match="exited 3: boom"):
         timed([sys.executable, "-c", "import sys; sys.stderr.write('boom'); sys.exit(3)"], tmp_path, dict(os.environ))
+
+
+def test_spinners_of_their_own_session_spin_apart_from_the_callers_and_are_gone_after():
+    import time
+
+    from cvqa_bench.bench.processes import busy_processes
+
+    with busy_processes(2, own_session=True) as pids:
+        assert len(pids) == 2
+        assert {os.getsid(p) for p in pids} != {os.getsid(0)} and len({os.getsid(p) for p in pids}) == 1
+        start = [_cpu_ticks(p) for p in pids]
+        time.sleep(0.5)
+        assert all(_cpu_ticks(p) > t for p, t in zip(pids, start))  # spinning
+    assert all(_state(p) in "ZX" for p in pids)  # dead (X: reaped, Z: not yet)
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def _cpu_ticks(pid: int) -> int | None:
+    fields = _stat(pid)
+    return None if fields is None else int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def _state(pid: int) -> str:
+    fields = _stat(pid)
+    return "X" if fields is None else fields[0]
