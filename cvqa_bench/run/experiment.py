@@ -78,24 +78,29 @@ def run_experiment(spec: ExperimentSpec, console: Any = None, extra_overrides: d
                    formats: tuple[str, ...] = ("md", "csv", "json", "latex"), jobs: int = 1) -> Any:
     """Run (or resume) every planned run, then build the combined report; returns the report result.
 
-    With ``jobs`` > 1 the runs go to that many worker processes, each with ``cpu_count // jobs`` torch
-    threads; every run is still one seeded process, so its numbers do not depend on ``jobs``.
+    With ``jobs`` = 1 each run gets ``cvqa run``'s thread count (``run/threads.py``: 1 for the tiny model unless
+    CVQA_THREADS or OMP_NUM_THREADS says otherwise). With ``jobs`` > 1 the runs go to that many worker
+    processes, each with ``cpu_count // jobs`` torch threads; every run is still one seeded process, so its
+    numbers do not depend on ``jobs``.
     """
     from cvqa_bench.run.watching.logs import run_logging
     from cvqa_bench.run.loop import execute
     from cvqa_bench.run.prepare import prepare
+    from cvqa_bench.run.threads import ThreadPolicy
     from cvqa_bench.report.build import build_report
 
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {jobs}")
     plan = planned_runs(spec, extra_overrides)
+    # checked before any run (a bad CVQA_THREADS stops the experiment before its first folder)
+    threads = {folder: ThreadPolicy.for_run(tiny_model=config.model.tiny is not None) for folder, config in plan}
     with run_logging(None):  # the checks may build the tiny model: no loading bars on the console
         prepared = [(folder, prepare(config)) for folder, config in plan]  # validate all inputs first
     if jobs == 1:
         for folder, run in prepared:
             if console is not None:
                 console.print(f"[bold]{folder.name}[/bold]")
-            execute(run, folder, resume=True, console=console)
+            execute(run, folder, resume=True, console=console, threads=threads[folder])
     else:
         _run_in_workers(plan, jobs, console)
     return build_report([folder for folder, _ in plan], resolve_path(spec.out) / "report", formats=formats,

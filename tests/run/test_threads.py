@@ -133,3 +133,25 @@ def test_the_plots_are_drawn_after_the_final_table(cvqa, tmp_path, small_config,
     assert seen == {"heatmap_before": False, "matrix_before": True}
     assert "Accuracy matrix" in result.output and (out / "heatmap.png").stat().st_size > 0
     assert "heatmap.png" in (out / "report.md").read_text()
+
+
+def test_an_experiments_tiny_runs_get_the_same_one_thread_policy(tmp_path, small_config, small_sequence, monkeypatch):
+    import torch
+    import yaml
+
+    from cvqa_bench.run.experiment import load_experiment, run_experiment
+
+    for name in ("CVQA_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    spec = tmp_path / "exp.yaml"
+    spec.write_text(yaml.safe_dump({"name": "threads", "run_config": str(small_config), "methods": ["finetune"],
+                                    "seeds": [0], "out": str(tmp_path / "exp"),
+                                    "overrides": {"sequence": str(small_sequence), "train.max_steps": 2}}))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        run_experiment(load_experiment(spec), formats=("md",))
+    finally:
+        torch.set_num_threads(before)
+    recorded = json.loads((tmp_path / "exp" / "finetune-seed0" / "manifest.json").read_text())["threads"]
+    assert {k: recorded[k] for k in ("threads", "source")} == {"threads": 1, "source": "tiny model"}
