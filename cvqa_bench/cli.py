@@ -67,7 +67,7 @@ def run(
             folder = out or default_run_folder(cfg.sequence, cfg.method.name, cfg.seed)
             if run_seed is not None and out is not None:
                 folder = out.with_name(f"{out.name}-seed{run_seed}")
-            threads = ThreadPolicy.for_run(tiny_model=cfg.model.tiny is not None)  # run/threads.py
+            threads = ThreadPolicy.for_run(cfg.model)  # run/threads.py
             with run_logging(None, verbose):  # the checks may build the tiny model: no loading bars
                 prepared = prepare(cfg)
             prepared.invocation = invocation_record(config, overrides)  # kept in manifest.json

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 BUSY_LOOP = "while True: pass"
 
@@ -37,28 +38,20 @@ def busy_processes(count: int, *, own_session: bool = False) -> Iterator[list[in
 
     ``own_session``: all of them in one session of their own, as the jobs of another terminal or user are;
     Linux's autogroup scheduler (``/proc/sys/kernel/sched_autogroup_enabled``) then shares the cores between
-    sessions before it shares them between processes. Otherwise they share the caller's session.
+    sessions before it shares them between processes. Otherwise they share the caller's session. Either
+    way a leader process starts them in a process group of its own, which ends them all at once.
     """
-    if not own_session:
-        children = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(count)]
-        try:
-            yield [c.pid for c in children]
-        finally:
-            for child in children:
-                child.kill()
-                child.wait()
-        return
     leader_code = (f"import subprocess, sys\nps = [subprocess.Popen([sys.executable, '-c', {BUSY_LOOP!r}]) "
                    f"for _ in range({count})]\nprint(' '.join(str(p.pid) for p in ps), flush=True)\n"
                    "for p in ps: p.wait()")
-    leader = subprocess.Popen([sys.executable, "-c", leader_code], start_new_session=True, stdout=subprocess.PIPE,
-                              text=True)
+    group: dict[str, Any] = {"start_new_session": True} if own_session else {"process_group": 0}
+    leader = subprocess.Popen([sys.executable, "-c", leader_code], stdout=subprocess.PIPE, text=True, **group)
     assert leader.stdout is not None
     spinners = [int(pid) for pid in leader.stdout.readline().split()]
     try:
         yield spinners
     finally:
-        os.killpg(leader.pid, signal.SIGKILL)  # the session's group: the leader and its spinners
+        os.killpg(leader.pid, signal.SIGKILL)  # the leader's group: the leader and its spinners
         leader.wait()
         deadline = time.monotonic() + 5.0
         while time.monotonic() < deadline and any(_running(pid) for pid in spinners):

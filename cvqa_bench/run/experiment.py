@@ -93,7 +93,7 @@ def run_experiment(spec: ExperimentSpec, console: Any = None, extra_overrides: d
         raise ConfigError(f"--jobs must be at least 1, got {jobs}")
     plan = planned_runs(spec, extra_overrides)
     # checked before any run (a bad CVQA_THREADS stops the experiment before its first folder)
-    threads = {folder: ThreadPolicy.for_run(tiny_model=config.model.tiny is not None) for folder, config in plan}
+    threads = {folder: ThreadPolicy.for_run(config.model) for folder, config in plan}
     with run_logging(None):  # the checks may build the tiny model: no loading bars on the console
         prepared = [(folder, prepare(config)) for folder, config in plan]  # validate all inputs first
     if jobs == 1:

@@ -27,7 +27,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cvqa_bench.config import ModelSpec
 
 SPINCOUNT = "1000"  # libgomp's own choice when threads outnumber cores; its default is 300,000
 
@@ -58,9 +61,9 @@ class ThreadPolicy:
     count: int = 0
 
     @classmethod
-    def for_run(cls, *, tiny_model: bool) -> ThreadPolicy:
+    def for_run(cls, model: ModelSpec) -> ThreadPolicy:
         """``CVQA_THREADS`` (a count), else ``OMP_NUM_THREADS`` when set, else 1 thread for a tiny model built
-        from a config, else torch's default."""
+        from a config (``model.tiny``), else torch's default."""
         from cvqa_bench.config import ConfigError
 
         wanted = (os.environ.get("CVQA_THREADS") or "").strip()
@@ -70,7 +73,7 @@ class ThreadPolicy:
             return cls("CVQA_THREADS", int(wanted))
         if os.environ.get("OMP_NUM_THREADS"):
             return cls("OMP_NUM_THREADS")
-        return cls("tiny model", 1) if tiny_model else cls()
+        return cls("tiny model", 1) if model.tiny is not None else cls()
 
     def apply(self) -> int:
         """Set torch's thread count for the run; returns it."""

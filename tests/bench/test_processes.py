@@ -33,14 +33,16 @@ def test_a_failing_child_raises_with_the_end_of_its_stderr(tmp_path):
         timed([sys.executable, "-c", "import sys; sys.stderr.write('boom'); sys.exit(3)"], tmp_path, dict(os.environ))
 
 
-def test_spinners_of_their_own_session_spin_apart_from_the_callers_and_are_gone_after():
+@pytest.mark.parametrize("own_session", [True, False])
+def test_spinners_spin_in_the_session_asked_for_and_are_gone_after(own_session):
     import time
 
     from cvqa_bench.bench.processes import busy_processes
 
-    with busy_processes(2, own_session=True) as pids:
+    with busy_processes(2, own_session=own_session) as pids:
         assert len(pids) == 2
-        assert {os.getsid(p) for p in pids} != {os.getsid(0)} and len({os.getsid(p) for p in pids}) == 1
+        sessions = {os.getsid(p) for p in pids}
+        assert len(sessions) == 1 and (sessions != {os.getsid(0)}) == own_session
         start = [_cpu_ticks(p) for p in pids]
         time.sleep(0.5)
         assert all(_cpu_ticks(p) > t for p, t in zip(pids, start))  # spinning

@@ -10,22 +10,25 @@ from cvqa_bench.run import threads as policy
 
 
 def test_explicit_counts_win_then_one_thread_for_a_tiny_model_and_bad_counts_are_refused(monkeypatch):
-    from cvqa_bench.config import ConfigError
+    from cvqa_bench.config import ConfigError, ModelSpec
+
+    tiny, real = ModelSpec(), ModelSpec(path="/models/llava-1.5-7b-hf")  # the default is the tiny model
+    assert (tiny.tiny, real.tiny) == ("configs/models/tiny.yaml", None)
 
     monkeypatch.setenv("CVQA_THREADS", "3")
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
-    for tiny in (True, False):
-        assert policy.ThreadPolicy.for_run(tiny_model=tiny) == policy.ThreadPolicy("CVQA_THREADS", 3)
+    for model in (tiny, real):
+        assert policy.ThreadPolicy.for_run(model) == policy.ThreadPolicy("CVQA_THREADS", 3)
     for bad in ("many", "auto", "0"):
         monkeypatch.setenv("CVQA_THREADS", bad)
         with pytest.raises(ConfigError, match=f"CVQA_THREADS='{bad}'"):
-            policy.ThreadPolicy.for_run(tiny_model=True)
+            policy.ThreadPolicy.for_run(tiny)
     monkeypatch.delenv("CVQA_THREADS")
-    for tiny in (True, False):  # torch reads OMP_NUM_THREADS itself: nothing to set
-        assert policy.ThreadPolicy.for_run(tiny_model=tiny) == policy.ThreadPolicy("OMP_NUM_THREADS", 0)
+    for model in (tiny, real):  # torch reads OMP_NUM_THREADS itself: nothing to set
+        assert policy.ThreadPolicy.for_run(model) == policy.ThreadPolicy("OMP_NUM_THREADS", 0)
     monkeypatch.delenv("OMP_NUM_THREADS")
-    assert policy.ThreadPolicy.for_run(tiny_model=True) == policy.ThreadPolicy("tiny model", 1)
-    assert policy.ThreadPolicy.for_run(tiny_model=False) == policy.ThreadPolicy("torch default", 0)
+    assert policy.ThreadPolicy.for_run(tiny) == policy.ThreadPolicy("tiny model", 1)
+    assert policy.ThreadPolicy.for_run(real) == policy.ThreadPolicy("torch default", 0)
 
 
 def test_a_bad_count_stops_the_command_with_one_line_before_any_folder_is_made(cvqa, tmp_path, small_config,
