@@ -58,9 +58,16 @@ def busy_processes(count: int, *, own_session: bool = False) -> Iterator[list[in
             time.sleep(0.05)  # orphaned by the leader's death: gone once init reaps them
 
 
-def _running(pid: int) -> bool:
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (state first, utime and stime at 11 and 12);
+    None once the process is reaped."""
     try:
         with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+            return fh.read().rsplit(")", 1)[1].split()
     except OSError:
-        return False
+        return None
+
+
+def _running(pid: int) -> bool:
+    fields = proc_stat(pid)
+    return fields is not None and fields[0] not in ("Z", "X")

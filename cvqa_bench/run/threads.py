@@ -7,20 +7,17 @@ default (one per core). It has to be fixed because it is an input at real sizes:
 are small enough to give the same bytes, tests/run/test_threads.py). ``manifest.json`` (``threads``) records it.
 
 A tiny model gets one thread because its operations are too small for a second thread to pay for the
-hand-overs, and on a shared machine a second thread can cost far more than it gives. Measured on this 2-core
-machine, one day: the 60-step default idle 22.8 s on 1 thread, 28.1 s on 2 threads with the short wait below,
-17.3 s with libgomp's default wait (which takes 247.6 s beside two busy processes); the whole default job
-57 s on 1 thread, 97 s on 2. An earlier day: 33.4 s on 1 thread, 30.5 s on 2. On one thread the embedded
-default is never slower than its single-thread self, idle or loaded, and its numbers are those of 2 threads.
+hand-overs, and on a shared machine a second thread can cost far more than it gives (the whole default job
+57 s on 1 thread, 97 s on 2, one day on a 2-core machine). On one thread the embedded default is never slower
+than its single-thread self, idle or loaded, and its numbers are those of 2 threads.
 
 A run on more than one thread (a real checkpoint, or a count the user set) meets a busy machine by how its
 threads wait. libgomp, torch's OpenMP on Linux, spins 300,000 times before a waiting thread sleeps: beside
 other busy processes those spins take the time slices the working thread needs (the 60-step default beside
 2 spinning processes on 2 cores: 247.6 s with 2 threads, 44.5 s with 1). :func:`short_openmp_waits` lowers
 that to ``GOMP_SPINCOUNT=1000`` before torch is imported, unless the user set ``GOMP_SPINCOUNT`` or
-``OMP_WAIT_POLICY``: 2 threads then take 45.7 s loaded, as 1 thread does; idle, the short wait cost nothing
-on one day (23.2 s against 24.8 s) and 1.6x on another (28.1 s against 17.3 s), where waking a sleeping
-thread was slow. Waiting changes no number.
+``OMP_WAIT_POLICY``: 2 threads then take 45.7 s loaded, as 1 thread does. Waiting changes no number. The
+measurements, idle and loaded: docs/reproducibility.md.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from cvqa_bench.bench.processes import timed
+from cvqa_bench.bench.processes import proc_stat, timed
 
 SPIN = "import os\nend = os.times().user + 0.3\nwhile os.times().user < end: pass"  # 0.3 s of user time
 TOUCH = "import mmap\nm = mmap.mmap(-1, 8 << 20)\nfor i in range(0, 8 << 20, 4096): m[i] = 1"
@@ -49,19 +49,11 @@ def test_spinners_spin_in_the_session_asked_for_and_are_gone_after(own_session):
     assert all(_state(p) in "ZX" for p in pids)  # dead (X: reaped, Z: not yet)
 
 
-def _stat(pid: int) -> list[str] | None:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-
-
 def _cpu_ticks(pid: int) -> int | None:
-    fields = _stat(pid)
+    fields = proc_stat(pid)
     return None if fields is None else int(fields[11]) + int(fields[12])  # utime + stime
 
 
 def _state(pid: int) -> str:
-    fields = _stat(pid)
+    fields = proc_stat(pid)
     return "X" if fields is None else fields[0]

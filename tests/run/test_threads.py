@@ -94,24 +94,31 @@ def test_a_run_on_one_and_two_threads_writes_the_same_bytes_and_records_the_coun
         assert (one / rel).read_bytes() == (two / rel).read_bytes(), rel
 
 
-def test_a_tiny_model_run_with_no_count_set_runs_on_one_thread_and_records_why(tmp_path, small_config,
-                                                                               small_sequence, monkeypatch):
+@pytest.fixture
+def no_count_set_torch_on_two(monkeypatch):
+    """No CVQA_THREADS or OMP_NUM_THREADS, and torch on 2 threads, its default on a 2-core machine (the
+    `cvqa` fixture would set 1); torch's own count back after."""
     import torch
+
+    for name in ("CVQA_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_a_tiny_model_run_with_no_count_set_runs_on_one_thread_and_records_why(tmp_path, small_config,
+                                                                               small_sequence,
+                                                                               no_count_set_torch_on_two):
     from typer.testing import CliRunner
 
     from cvqa_bench.cli import app
 
-    before = torch.get_num_threads()
-    for name in ("CVQA_THREADS", "OMP_NUM_THREADS"):
-        monkeypatch.delenv(name, raising=False)
     out = tmp_path / "tiny"
-    try:
-        torch.set_num_threads(2)  # torch's default on a 2-core machine (the `cvqa` fixture would set 1)
-        result = CliRunner().invoke(app, ["run", "--config", str(small_config), "--sequence", str(small_sequence),
-                                          "--out", str(out), "--set", "train.max_steps=2"])
-        assert result.exit_code == 0, result.output
-    finally:
-        torch.set_num_threads(before)
+    result = CliRunner().invoke(app, ["run", "--config", str(small_config), "--sequence", str(small_sequence),
+                                      "--out", str(out), "--set", "train.max_steps=2"])
+    assert result.exit_code == 0, result.output
     recorded = json.loads((out / "manifest.json").read_text())["threads"]
     assert {k: recorded[k] for k in ("threads", "source")} == {"threads": 1, "source": "tiny model"}
     assert "torch threads: 1 (tiny model;" in (out / "run.log").read_text()
@@ -138,23 +145,16 @@ def test_the_plots_are_drawn_after_the_final_table(cvqa, tmp_path, small_config,
     assert "heatmap.png" in (out / "report.md").read_text()
 
 
-def test_an_experiments_tiny_runs_get_the_same_one_thread_policy(tmp_path, small_config, small_sequence, monkeypatch):
-    import torch
+def test_an_experiments_tiny_runs_get_the_same_one_thread_policy(tmp_path, small_config, small_sequence,
+                                                                  no_count_set_torch_on_two):
     import yaml
 
     from cvqa_bench.run.experiment import load_experiment, run_experiment
 
-    for name in ("CVQA_THREADS", "OMP_NUM_THREADS"):
-        monkeypatch.delenv(name, raising=False)
     spec = tmp_path / "exp.yaml"
     spec.write_text(yaml.safe_dump({"name": "threads", "run_config": str(small_config), "methods": ["finetune"],
                                     "seeds": [0], "out": str(tmp_path / "exp"),
                                     "overrides": {"sequence": str(small_sequence), "train.max_steps": 2}}))
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
-        run_experiment(load_experiment(spec), formats=("md",))
-    finally:
-        torch.set_num_threads(before)
+    run_experiment(load_experiment(spec), formats=("md",))
     recorded = json.loads((tmp_path / "exp" / "finetune-seed0" / "manifest.json").read_text())["threads"]
     assert {k: recorded[k] for k in ("threads", "source")} == {"threads": 1, "source": "tiny model"}
